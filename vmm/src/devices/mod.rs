@@ -1,0 +1,4 @@
+//! Guest-visible device models. Each one is a `bus::BusDevice` mapped by the
+//! VM builder at the addresses in `crate::layout`.
+
+pub mod bus;
