@@ -2,3 +2,4 @@
 //! VM builder at the addresses in `crate::layout`.
 
 pub mod bus;
+pub mod virtio;
