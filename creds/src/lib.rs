@@ -7,6 +7,7 @@
 //! resulting serializable material and build rustls configurations from it with
 //! no file access (`X509Material::server_config` / `client_config`).
 
+mod asn1;
 pub mod authz;
 pub mod dn;
 mod p8;

@@ -126,7 +126,7 @@ pub fn make(root: &Path) -> PathBuf {
          activation_date = \"2020-01-01 00:00:00\"\nexpiration_date = \"2021-01-01 00:00:00\"\n",
     );
     issue(r, "ca", "server-key.pem", "server-expired.info", "server-expired-cert.pem");
-    template(r, "purpose.info", "cn = server.test\ndns_name = localhost\ntls_www_client\nsigning_key\n");
+    template(r, "purpose.info", "cn = server.test\ndns_name = localhost\ntls_www_client\nsigning_key\nencryption_key\n");
     issue(r, "ca", "server-key.pem", "purpose.info", "server-purpose-cert.pem");
     template(r, "notca.info", "cn = Not A CA\nsigning_key\nexpiration_days = 365\n");
     certtool(

@@ -276,13 +276,26 @@ fn load_key(path: &Path, password: Option<&Secret>) -> Result<PrivateKeyMaterial
                 let password = password.ok_or_else(|| X509Error::KeyNeedsPassword(shown.clone()))?;
                 let der = crate::p8::decrypt(&block.der, password.expose())
                     .map_err(|e| X509Error::KeyDecrypt { path: shown.clone(), reason: e.to_string() })?;
-                return Ok(PrivateKeyMaterial { kind: KeyKind::Pkcs8, der });
+                return Ok(repaired(PrivateKeyMaterial { kind: KeyKind::Pkcs8, der }));
             }
             _ => continue,
         };
-        return Ok(PrivateKeyMaterial { kind, der: block.der });
+        return Ok(repaired(PrivateKeyMaterial { kind, der: block.der }));
     }
     Err(X509Error::NoKey(shown))
+}
+
+/// Fix gnutls' over-long EC scalars so `ring` accepts the key.
+fn repaired(key: PrivateKeyMaterial) -> PrivateKeyMaterial {
+    let fixed = match key.kind {
+        KeyKind::Sec1 => crate::p8::repair_ec_key(&key.der, false),
+        KeyKind::Pkcs8 => crate::p8::repair_ec_key(&key.der, true),
+        KeyKind::Pkcs1 => None,
+    };
+    match fixed {
+        Some(der) => PrivateKeyMaterial { kind: key.kind, der },
+        None => key,
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
