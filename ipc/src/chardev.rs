@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::impl_protocol;
 use crate::{
-    AuthzRules, Bytes, BrokerReply, BrokerRequest, Fd, ServiceKind, SocketAddress, TestAction,
+    AuthzRules, BrokerReply, BrokerRequest, Bytes, Fd, ServiceKind, SocketAddress, TestAction,
     TlsMaterial,
 };
 

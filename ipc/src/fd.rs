@@ -261,7 +261,8 @@ impl proptest::arbitrary::Arbitrary for Fd {
             .prop_map(|()| {
                 // SAFETY: memfd_create takes a NUL-terminated name and flags
                 // and returns a new descriptor (or -1), which we own.
-                let raw = unsafe { libc::memfd_create(c"ipc-proptest".as_ptr(), libc::MFD_CLOEXEC) };
+                let raw =
+                    unsafe { libc::memfd_create(c"ipc-proptest".as_ptr(), libc::MFD_CLOEXEC) };
                 assert!(raw >= 0, "memfd_create failed");
                 // SAFETY: `raw` is a fresh descriptor owned by nobody else.
                 Fd(unsafe { OwnedFd::from_raw_fd(raw) })

@@ -53,8 +53,7 @@ pub use hello::{
     HelloReply, HELLO_TIMEOUT,
 };
 pub use tls::{
-    AuthzMatch, AuthzPolicy, AuthzRule, AuthzRules, KeyFormat, PrivateKey, TlsEndpoint,
-    TlsMaterial,
+    AuthzMatch, AuthzPolicy, AuthzRule, AuthzRules, KeyFormat, PrivateKey, TlsEndpoint, TlsMaterial,
 };
 
 /// Version of the core<->service protocol. Bump it whenever any message

@@ -13,7 +13,13 @@ use crate::{BrokerReply, BrokerRequest, ServiceKind, TestAction};
 #[derive(Debug)]
 pub struct Migrate;
 
-impl_protocol!(Migrate, ServiceKind::Migrate, MigrateStartup, CoreToMigrate, MigrateToCore);
+impl_protocol!(
+    Migrate,
+    ServiceKind::Migrate,
+    MigrateStartup,
+    CoreToMigrate,
+    MigrateToCore
+);
 
 /// Configuration sent in `Startup` (no fields yet; see module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,7 +60,10 @@ pub(crate) fn send(
                 libc::CMSG_LEN(data_len as u32) as usize,
             )
         };
-        assert!(space <= CMSG_BUFFER_LEN, "too many fds for the control buffer");
+        assert!(
+            space <= CMSG_BUFFER_LEN,
+            "too many fds for the control buffer"
+        );
         msg.msg_control = cmsg.0.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
         // SAFETY: msg_control points at `space` writable, 8-aligned bytes,
@@ -82,7 +85,10 @@ pub(crate) fn send(
             return if n as usize == bytes.len() {
                 Ok(())
             } else {
-                Err(io::Error::new(io::ErrorKind::WriteZero, "short datagram send"))
+                Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "short datagram send",
+                ))
             };
         }
         let e = io::Error::last_os_error();
@@ -151,7 +157,11 @@ pub(crate) fn recv(sock: RawFd, buf: &mut [u8], extra_flags: libc::c_int) -> io:
 /// Waits until `sock` is readable (`POLLIN`) or writable (`POLLOUT`), or has
 /// hung up, for at most `timeout_ms` (rounded up by the caller). Returns
 /// false on timeout. `EINTR` counts as "try again" (returns true).
-pub(crate) fn poll_one(sock: RawFd, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<bool> {
+pub(crate) fn poll_one(
+    sock: RawFd,
+    events: libc::c_short,
+    timeout_ms: libc::c_int,
+) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: sock,
         events,
