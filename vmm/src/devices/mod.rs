@@ -5,3 +5,5 @@ pub mod bus;
 pub mod virtio;
 pub mod i8042;
 pub mod input;
+pub mod framebuffer;
+pub mod pointer;
