@@ -6,3 +6,4 @@
 
 pub mod devices;
 pub mod layout;
+pub mod services;
