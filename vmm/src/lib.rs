@@ -5,5 +5,11 @@
 //! watches and brokers for its sandboxed network services.
 
 pub mod devices;
+pub mod boot;
+pub mod chardev;
 pub mod layout;
+pub mod memory;
 pub mod services;
+pub mod state;
+pub mod vcpu;
+pub mod vm;

@@ -2,6 +2,8 @@
 //! VM builder at the addresses in `crate::layout`.
 
 pub mod bus;
+pub mod debug_exit;
+pub mod serial;
 pub mod virtio;
 pub mod i8042;
 pub mod input;
