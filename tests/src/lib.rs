@@ -95,7 +95,9 @@ impl Captured {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let (m, cv) = &*c2.inner;
-                        m.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+                        m.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&buf[..n]);
                         cv.notify_all();
                     }
                 }
@@ -130,7 +132,10 @@ impl Captured {
                     String::from_utf8_lossy(&g)
                 );
             }
-            g = cv.wait_timeout(g, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            g = cv
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -190,7 +195,12 @@ impl BulkheadProcess {
         let serial = Captured::spawn_reader(child.stdout.take().expect("stdout"));
         let log = Captured::spawn_reader(child.stderr.take().expect("stderr"));
         let stdin = child.stdin.take();
-        Ok(Self { child, stdin, serial, log })
+        Ok(Self {
+            child,
+            stdin,
+            serial,
+            log,
+        })
     }
 
     /// Type bytes on the serial console.
@@ -209,7 +219,10 @@ impl BulkheadProcess {
                 return Ok(st);
             }
             if Instant::now() >= deadline {
-                bail!("bulkhead did not exit within {timeout:?}; log:\n{}", self.log.text());
+                bail!(
+                    "bulkhead did not exit within {timeout:?}; log:\n{}",
+                    self.log.text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -307,7 +320,9 @@ impl QmpClient {
             }
             self.reader.get_ref().set_read_timeout(Some(left))?;
             let v = self.read_value();
-            self.reader.get_ref().set_read_timeout(Some(Duration::from_secs(30)))?;
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(Duration::from_secs(30)))?;
             let v = v?;
             if v["event"] == name {
                 return Ok(v);

@@ -12,6 +12,9 @@ fn main() -> ExitCode {
     if let Some(kind) = ServiceKind::from_argv0(&argv0) {
         return service_main(kind, &rest);
     }
+    if rest.first().map(String::as_str) == Some("pki") {
+        return vmm::pki_cli::main(&rest[1..]);
+    }
     println!("bulkhead {}", env!("CARGO_PKG_VERSION"));
     ExitCode::SUCCESS
 }
