@@ -1,0 +1,9 @@
+//! Core-side decoder of svc-migrate messages (`ipc::migrate::MigrateToCore`), with
+//! 0..=MAX_FDS fds attached.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    bulkhead_fuzz::decode::<ipc::migrate::MigrateToCore>(data);
+});
