@@ -18,6 +18,9 @@ pub mod secret;
 pub mod testpki;
 pub mod x509;
 
+/// Re-exported so users name the same `Zeroizing` type as `SecretSpec::data`.
+pub use zeroize;
+
 pub use authz::{Authz, AuthzList, ListFile, Policy, Rule, RuleFormat};
 pub use secret::{Secret, SecretError, SecretFormat, SecretSpec};
 pub use x509::{ClientTls, Endpoint, PrivateKeyMaterial, X509Error, X509LoadOptions, X509Material};

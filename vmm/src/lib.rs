@@ -8,6 +8,7 @@ pub mod devices;
 pub mod boot;
 pub mod chardev;
 pub mod layout;
+pub mod objects;
 pub mod pki_cli;
 pub mod loader;
 pub mod memory;
