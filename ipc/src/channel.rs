@@ -104,6 +104,8 @@ fn with_recv_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 impl Channel {
     /// A connected pair (`socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`).
+    /// Both ends are close-on-exec: whoever spawns a service `dup2`s the
+    /// service's end onto the fd number it passes (which clears the flag).
     pub fn pair() -> Result<(Channel, Channel), IpcError> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: socketpair writes two descriptors into the array we pass.
