@@ -148,9 +148,13 @@ pub struct LoadedImage {
 }
 
 fn rd<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], BootError> {
-    b.get(off..off.checked_add(N).ok_or(BootError::BadElf("offset overflow"))?)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(BootError::BadElf("truncated"))
+    b.get(
+        off..off
+            .checked_add(N)
+            .ok_or(BootError::BadElf("offset overflow"))?,
+    )
+    .and_then(|s| s.try_into().ok())
+    .ok_or(BootError::BadElf("truncated"))
 }
 fn u16_at(b: &[u8], off: usize) -> Result<u16, BootError> {
     Ok(u16::from_le_bytes(rd(b, off)?))
@@ -167,7 +171,9 @@ fn in_ram(mem: &GuestMemoryMmap, gpa: u64, len: u64) -> bool {
         return true;
     }
     match gpa.checked_add(len - 1) {
-        Some(last) => mem.address_in_range(GuestAddress(gpa)) && mem.address_in_range(GuestAddress(last)),
+        Some(last) => {
+            mem.address_in_range(GuestAddress(gpa)) && mem.address_in_range(GuestAddress(last))
+        }
         None => false,
     }
 }
@@ -194,11 +200,14 @@ pub fn load_elf(mem: &GuestMemoryMmap, elf: &[u8]) -> Result<LoadedImage, BootEr
     let mut end = 0u64;
     let mut loaded = 0;
     for i in 0..phnum {
-        let ph = phoff.checked_add(i * phentsize).ok_or(BootError::BadElf("phdr overflow"))?;
+        let ph = phoff
+            .checked_add(i * phentsize)
+            .ok_or(BootError::BadElf("phdr overflow"))?;
         if u32_at(elf, ph)? != 1 {
             continue; // not PT_LOAD
         }
-        let off = usize::try_from(u64_at(elf, ph + 8)?).map_err(|_| BootError::BadElf("p_offset"))?;
+        let off =
+            usize::try_from(u64_at(elf, ph + 8)?).map_err(|_| BootError::BadElf("p_offset"))?;
         let paddr = u64_at(elf, ph + 24)?;
         let filesz = u64_at(elf, ph + 32)?;
         let memsz = u64_at(elf, ph + 40)?;
@@ -206,15 +215,25 @@ pub fn load_elf(mem: &GuestMemoryMmap, elf: &[u8]) -> Result<LoadedImage, BootEr
             return Err(BootError::BadElf("filesz > memsz"));
         }
         if paddr < IMAGE_MIN_GPA || !in_ram(mem, paddr, memsz) {
-            return Err(BootError::OutOfRange { gpa: paddr, len: memsz });
+            return Err(BootError::OutOfRange {
+                gpa: paddr,
+                len: memsz,
+            });
         }
         let fsz = usize::try_from(filesz).map_err(|_| BootError::BadElf("filesz"))?;
         let data = elf
-            .get(off..off.checked_add(fsz).ok_or(BootError::BadElf("segment overflow"))?)
+            .get(
+                off..off
+                    .checked_add(fsz)
+                    .ok_or(BootError::BadElf("segment overflow"))?,
+            )
             .ok_or(BootError::BadElf("segment outside file"))?;
-        mem.write_slice(data, GuestAddress(paddr)).map_err(|e| BootError::Memory(e.to_string()))?;
-        let zeros = vec![0u8; usize::try_from(memsz - filesz).map_err(|_| BootError::BadElf("memsz"))?];
-        mem.write_slice(&zeros, GuestAddress(paddr + filesz)).map_err(|e| BootError::Memory(e.to_string()))?;
+        mem.write_slice(data, GuestAddress(paddr))
+            .map_err(|e| BootError::Memory(e.to_string()))?;
+        let zeros =
+            vec![0u8; usize::try_from(memsz - filesz).map_err(|_| BootError::BadElf("memsz"))?];
+        mem.write_slice(&zeros, GuestAddress(paddr + filesz))
+            .map_err(|e| BootError::Memory(e.to_string()))?;
         end = end.max(paddr + memsz);
         loaded += 1;
     }
@@ -236,10 +255,14 @@ const PTE_PS: u64 = 0x80;
 pub fn write_page_tables(mem: &GuestMemoryMmap, top: u64) -> Result<u64, BootError> {
     let max_pds = (PT_END - PD_GPA) / 0x1000;
     let gibs = top.div_ceil(1 << 30).clamp(4, max_pds);
-    let w = |gpa: u64, v: u64| mem.write_obj(v, GuestAddress(gpa)).map_err(|e| BootError::Memory(e.to_string()));
+    let w = |gpa: u64, v: u64| {
+        mem.write_obj(v, GuestAddress(gpa))
+            .map_err(|e| BootError::Memory(e.to_string()))
+    };
     let table_flags = PTE_P | PTE_RW | PTE_US | PTE_A;
     let pdpt = PML4_GPA + 0x1000;
-    mem.write_slice(&[0u8; 0x2000], GuestAddress(PML4_GPA)).map_err(|e| BootError::Memory(e.to_string()))?;
+    mem.write_slice(&[0u8; 0x2000], GuestAddress(PML4_GPA))
+        .map_err(|e| BootError::Memory(e.to_string()))?;
     w(PML4_GPA, pdpt | table_flags)?;
     let mut pd_bytes = vec![0u8; (gibs * 0x1000) as usize];
     for g in 0..gibs {
@@ -251,7 +274,8 @@ pub fn write_page_tables(mem: &GuestMemoryMmap, top: u64) -> Result<u64, BootErr
             pd_bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
     }
-    mem.write_slice(&pd_bytes, GuestAddress(PD_GPA)).map_err(|e| BootError::Memory(e.to_string()))?;
+    mem.write_slice(&pd_bytes, GuestAddress(PD_GPA))
+        .map_err(|e| BootError::Memory(e.to_string()))?;
     Ok(PML4_GPA)
 }
 
@@ -303,22 +327,35 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs, cr3: u64) {
 
 /// Initial general registers: entry point, stack, boot info in rdi.
 pub fn entry_regs(entry: u64) -> kvm_regs {
-    kvm_regs { rip: entry, rsp: BOOT_STACK_TOP, rdi: BOOT_INFO_GPA, rflags: 2, ..Default::default() }
+    kvm_regs {
+        rip: entry,
+        rsp: BOOT_STACK_TOP,
+        rdi: BOOT_INFO_GPA,
+        rflags: 2,
+        ..Default::default()
+    }
 }
 
 /// Initial FPU state (x87 default control word, SSE default MXCSR).
 pub fn initial_fpu() -> kvm_fpu {
-    kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }
+    kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    }
 }
 
 /// Write the GDT, page tables and boot info. Returns the CR3 value.
 pub fn write_boot_area(mem: &GuestMemoryMmap, top: u64, info: &BootInfo) -> Result<u64, BootError> {
     let gdt: Vec<u8> = GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
-    mem.write_slice(&gdt, GuestAddress(GDT_GPA)).map_err(|e| BootError::Memory(e.to_string()))?;
+    mem.write_slice(&gdt, GuestAddress(GDT_GPA))
+        .map_err(|e| BootError::Memory(e.to_string()))?;
     let mut page = info.to_bytes();
     page.resize(0x1000, 0);
-    mem.write_slice(&page, GuestAddress(BOOT_INFO_GPA)).map_err(|e| BootError::Memory(e.to_string()))?;
-    mem.write_slice(&[0u8; 0x1000], GuestAddress(STATUS_PAGE_GPA)).map_err(|e| BootError::Memory(e.to_string()))?;
+    mem.write_slice(&page, GuestAddress(BOOT_INFO_GPA))
+        .map_err(|e| BootError::Memory(e.to_string()))?;
+    mem.write_slice(&[0u8; 0x1000], GuestAddress(STATUS_PAGE_GPA))
+        .map_err(|e| BootError::Memory(e.to_string()))?;
     write_page_tables(mem, top)
 }
 

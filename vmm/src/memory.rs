@@ -77,7 +77,10 @@ pub struct MemoryConfig {
 impl MemoryConfig {
     /// `size` bytes in a memfd (the default).
     pub fn memfd(size: u64) -> Self {
-        Self { size, backend: MemoryBackend::Memfd { hugetlb: false } }
+        Self {
+            size,
+            backend: MemoryBackend::Memfd { hugetlb: false },
+        }
     }
 }
 
@@ -95,9 +98,17 @@ pub struct RamRegion {
 /// Split `size` bytes of RAM around the MMIO hole.
 pub fn ram_layout(size: u64) -> Vec<RamRegion> {
     let low = size.min(RAM_LOW_END);
-    let mut v = vec![RamRegion { gpa: 0, size: low, file_offset: 0 }];
+    let mut v = vec![RamRegion {
+        gpa: 0,
+        size: low,
+        file_offset: 0,
+    }];
     if size > RAM_LOW_END {
-        v.push(RamRegion { gpa: RAM_HIGH_START, size: size - RAM_LOW_END, file_offset: RAM_LOW_END });
+        v.push(RamRegion {
+            gpa: RAM_HIGH_START,
+            size: size - RAM_LOW_END,
+            file_offset: RAM_LOW_END,
+        });
     }
     v
 }
@@ -112,7 +123,10 @@ pub struct GuestRam {
 
 impl std::fmt::Debug for GuestRam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuestRam").field("regions", &self.regions).field("shareable", &self.shareable).finish()
+        f.debug_struct("GuestRam")
+            .field("regions", &self.regions)
+            .field("shareable", &self.shareable)
+            .finish()
     }
 }
 
@@ -144,9 +158,21 @@ fn seal_shrink(file: &File) -> std::io::Result<()> {
 fn open_mem_path(path: &std::path::Path) -> std::io::Result<File> {
     if path.is_dir() {
         // Unlinked temporary file in the directory (hugetlbfs or tmpfs).
-        OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC).mode(0o600).open(path)
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .mode(0o600)
+            .open(path)
     } else {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).custom_flags(libc::O_CLOEXEC).open(path)
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
     }
 }
 
@@ -178,7 +204,11 @@ impl GuestRam {
                 if cur < size {
                     f.set_len(size).map_err(MemoryError::Backing)?;
                 }
-                let flags = if *share { libc::MAP_SHARED } else { libc::MAP_PRIVATE } | libc::MAP_NORESERVE;
+                let flags = if *share {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                } | libc::MAP_NORESERVE;
                 (f, *share, flags)
             }
         };
@@ -198,8 +228,14 @@ impl GuestRam {
                 .ok_or_else(|| MemoryError::Map("region end overflows".into()))?;
             mapped.push(region);
         }
-        let mem = GuestMemoryMmap::from_regions(mapped).map_err(|e| MemoryError::Map(e.to_string()))?;
-        Ok(Self { file, shareable, regions, mem })
+        let mem =
+            GuestMemoryMmap::from_regions(mapped).map_err(|e| MemoryError::Map(e.to_string()))?;
+        Ok(Self {
+            file,
+            shareable,
+            regions,
+            mem,
+        })
     }
 
     /// The VMM's mapping of guest RAM.
@@ -219,7 +255,11 @@ impl GuestRam {
 
     /// End of the highest RAM region (exclusive).
     pub fn top(&self) -> u64 {
-        self.regions.iter().map(|r| r.gpa + r.size).max().unwrap_or(0)
+        self.regions
+            .iter()
+            .map(|r| r.gpa + r.size)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The backing file, when other processes can map it and see the guest's
@@ -232,7 +272,10 @@ impl GuestRam {
     pub fn host_addr(&self, idx: usize) -> Option<u64> {
         use vm_memory::GuestMemoryBackend;
         let r = self.regions.get(idx)?;
-        self.mem.get_host_address(GuestAddress(r.gpa)).ok().map(|p| p as u64)
+        self.mem
+            .get_host_address(GuestAddress(r.gpa))
+            .ok()
+            .map(|p| p as u64)
     }
 }
 
@@ -243,7 +286,14 @@ mod tests {
 
     #[test]
     fn layout_splits_around_hole() {
-        assert_eq!(ram_layout(512 << 20), vec![RamRegion { gpa: 0, size: 512 << 20, file_offset: 0 }]);
+        assert_eq!(
+            ram_layout(512 << 20),
+            vec![RamRegion {
+                gpa: 0,
+                size: 512 << 20,
+                file_offset: 0
+            }]
+        );
         let l = ram_layout(8 << 30);
         assert_eq!(l.len(), 2);
         assert_eq!(l[0].size, RAM_LOW_END);
@@ -255,7 +305,9 @@ mod tests {
     #[test]
     fn memfd_is_sealed_and_shared() {
         let ram = GuestRam::new(&MemoryConfig::memfd(16 << 20)).unwrap();
-        ram.memory().write_obj(0xdead_beef_u32, GuestAddress(0x1000)).unwrap();
+        ram.memory()
+            .write_obj(0xdead_beef_u32, GuestAddress(0x1000))
+            .unwrap();
         let fd = ram.ram_fd().unwrap();
         // The fd shows the guest's write (MAP_SHARED).
         let mut b = [0u8; 4];
@@ -275,7 +327,10 @@ mod tests {
         let dir = std::env::temp_dir();
         let ram = GuestRam::new(&MemoryConfig {
             size: 8 << 20,
-            backend: MemoryBackend::File { mem_path: dir.clone(), share: false },
+            backend: MemoryBackend::File {
+                mem_path: dir.clone(),
+                share: false,
+            },
         })
         .unwrap();
         assert!(ram.ram_fd().is_none());
@@ -283,10 +338,15 @@ mod tests {
         let path = dir.join(format!("bulkhead-memtest-{}", std::process::id()));
         let ram = GuestRam::new(&MemoryConfig {
             size: 8 << 20,
-            backend: MemoryBackend::File { mem_path: path.clone(), share: true },
+            backend: MemoryBackend::File {
+                mem_path: path.clone(),
+                share: true,
+            },
         })
         .unwrap();
-        ram.memory().write_obj(0x55u8, GuestAddress(0x2000)).unwrap();
+        ram.memory()
+            .write_obj(0x55u8, GuestAddress(0x2000))
+            .unwrap();
         let data = std::fs::read(&path).unwrap();
         assert_eq!(data.len(), 8 << 20);
         assert_eq!(data[0x2000], 0x55);

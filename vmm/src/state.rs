@@ -8,9 +8,9 @@
 //! LAPIC before vcpu events, MSRs after sregs (EFER) — see [`set_vcpu_state`].
 
 use kvm_bindings::{
-    kvm_clock_data, kvm_fpu, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_pit_state2, kvm_regs,
-    kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
-    KVM_IRQCHIP_PIC_SLAVE,
+    kvm_clock_data, kvm_fpu, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
+    kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
+    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use serde::{Deserialize, Serialize};
@@ -167,7 +167,9 @@ pub struct VmState {
 
 impl std::fmt::Debug for VmState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VmState").field("clock", &self.clock.clock).finish_non_exhaustive()
+        f.debug_struct("VmState")
+            .field("clock", &self.clock.clock)
+            .finish_non_exhaustive()
     }
 }
 
@@ -187,8 +189,11 @@ pub fn probe_msr_list(kvm_sys: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, StateErr
     let list = kvm("KVM_GET_MSR_INDEX_LIST", kvm_sys.get_msr_index_list())?;
     let mut ok = Vec::new();
     for &index in list.as_slice() {
-        let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index, ..Default::default() }])
-            .map_err(|e| StateError::Mismatch(format!("msr list: {e:?}")))?;
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            ..Default::default()
+        }])
+        .map_err(|e| StateError::Mismatch(format!("msr list: {e:?}")))?;
         if matches!(vcpu.get_msrs(&mut msrs), Ok(1)) {
             ok.push(index);
         }
@@ -200,13 +205,27 @@ pub fn probe_msr_list(kvm_sys: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, StateErr
 fn get_msrs(vcpu: &VcpuFd, list: &[u32]) -> Result<Vec<MsrValue>, StateError> {
     let mut out = Vec::with_capacity(list.len());
     for chunk in list.chunks(200) {
-        let entries: Vec<kvm_msr_entry> = chunk.iter().map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|e| StateError::Mismatch(format!("msrs: {e:?}")))?;
+        let entries: Vec<kvm_msr_entry> = chunk
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs = Msrs::from_entries(&entries)
+            .map_err(|e| StateError::Mismatch(format!("msrs: {e:?}")))?;
         let n = kvm("KVM_GET_MSRS", vcpu.get_msrs(&mut msrs))?;
         if n != chunk.len() {
-            return Err(StateError::Msrs { done: out.len() + n, total: list.len(), first_bad: chunk[n] });
+            return Err(StateError::Msrs {
+                done: out.len() + n,
+                total: list.len(),
+                first_bad: chunk[n],
+            });
         }
-        out.extend(msrs.as_slice().iter().map(|e| MsrValue { index: e.index, data: e.data }));
+        out.extend(msrs.as_slice().iter().map(|e| MsrValue {
+            index: e.index,
+            data: e.data,
+        }));
     }
     Ok(out)
 }
@@ -214,12 +233,23 @@ fn get_msrs(vcpu: &VcpuFd, list: &[u32]) -> Result<Vec<MsrValue>, StateError> {
 fn set_msrs(vcpu: &VcpuFd, values: &[MsrValue]) -> Result<(), StateError> {
     let mut done = 0;
     for chunk in values.chunks(200) {
-        let entries: Vec<kvm_msr_entry> =
-            chunk.iter().map(|m| kvm_msr_entry { index: m.index, data: m.data, ..Default::default() }).collect();
-        let msrs = Msrs::from_entries(&entries).map_err(|e| StateError::Mismatch(format!("msrs: {e:?}")))?;
+        let entries: Vec<kvm_msr_entry> = chunk
+            .iter()
+            .map(|m| kvm_msr_entry {
+                index: m.index,
+                data: m.data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries)
+            .map_err(|e| StateError::Mismatch(format!("msrs: {e:?}")))?;
         let n = kvm("KVM_SET_MSRS", vcpu.set_msrs(&msrs))?;
         if n != chunk.len() {
-            return Err(StateError::Msrs { done: done + n, total: values.len(), first_bad: chunk[n].index });
+            return Err(StateError::Msrs {
+                done: done + n,
+                total: values.len(),
+                first_bad: chunk[n].index,
+            });
         }
         done += n;
     }
@@ -227,18 +257,42 @@ fn set_msrs(vcpu: &VcpuFd, values: &[MsrValue]) -> Result<(), StateError> {
 }
 
 /// Read the full state of a (stopped) vCPU.
-pub fn get_vcpu_state(id: u32, vcpu: &VcpuFd, msr_list: &[u32], xsave: bool) -> Result<VcpuState, StateError> {
+pub fn get_vcpu_state(
+    id: u32,
+    vcpu: &VcpuFd,
+    msr_list: &[u32],
+    xsave: bool,
+) -> Result<VcpuState, StateError> {
     // MP state first: it may flush pending events into the APIC.
     let mp_state = kvm("KVM_GET_MP_STATE", vcpu.get_mp_state())?;
     let regs = kvm("KVM_GET_REGS", vcpu.get_regs())?;
     let sregs = kvm("KVM_GET_SREGS", vcpu.get_sregs())?;
     let fpu = FpuState::from(&kvm("KVM_GET_FPU", vcpu.get_fpu())?);
-    let xsave = if xsave { Some(kvm("KVM_GET_XSAVE", vcpu.get_xsave())?.region.to_vec()) } else { None };
-    let xcrs = if xsave.is_some() { vcpu.get_xcrs().ok() } else { None };
+    let xsave = if xsave {
+        Some(kvm("KVM_GET_XSAVE", vcpu.get_xsave())?.region.to_vec())
+    } else {
+        None
+    };
+    let xcrs = if xsave.is_some() {
+        vcpu.get_xcrs().ok()
+    } else {
+        None
+    };
     let lapic = kvm("KVM_GET_LAPIC", vcpu.get_lapic())?;
     let events = kvm("KVM_GET_VCPU_EVENTS", vcpu.get_vcpu_events())?;
     let msrs = get_msrs(vcpu, msr_list)?;
-    Ok(VcpuState { id, regs, sregs, fpu, xsave, xcrs, msrs, lapic, events, mp_state })
+    Ok(VcpuState {
+        id,
+        regs,
+        sregs,
+        fpu,
+        xsave,
+        xcrs,
+        msrs,
+        lapic,
+        events,
+        mp_state,
+    })
 }
 
 /// Write the full state of a (stopped) vCPU.
@@ -253,7 +307,10 @@ pub fn set_vcpu_state(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), StateError> {
     if let Some(words) = &s.xsave {
         let mut x = kvm_xsave::default();
         if words.len() != x.region.len() {
-            return Err(StateError::Mismatch(format!("xsave area of {} words", words.len())));
+            return Err(StateError::Mismatch(format!(
+                "xsave area of {} words",
+                words.len()
+            )));
         }
         x.region.copy_from_slice(words);
         // SAFETY: `x` is a complete legacy 4 KiB kvm_xsave (no trailing
@@ -267,7 +324,10 @@ pub fn set_vcpu_state(vcpu: &VcpuFd, s: &VcpuState) -> Result<(), StateError> {
 }
 
 fn get_chip(vm: &VmFd, chip_id: u32) -> Result<kvm_irqchip, StateError> {
-    let mut c = kvm_irqchip { chip_id, ..Default::default() };
+    let mut c = kvm_irqchip {
+        chip_id,
+        ..Default::default()
+    };
     kvm("KVM_GET_IRQCHIP", vm.get_irqchip(&mut c))?;
     Ok(c)
 }
@@ -293,7 +353,10 @@ pub fn set_vm_state(vm: &VmFd, s: &VmState, with_clock: bool) -> Result<(), Stat
     if with_clock {
         // Only the clock value may be set (flags must be 0 except the ones
         // KVM documents as input).
-        let clock = kvm_clock_data { clock: s.clock.clock, ..Default::default() };
+        let clock = kvm_clock_data {
+            clock: s.clock.clock,
+            ..Default::default()
+        };
         kvm("KVM_SET_CLOCK", vm.set_clock(&clock))?;
     }
     Ok(())

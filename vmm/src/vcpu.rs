@@ -49,7 +49,8 @@ extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
 pub fn install_kick_handler() -> std::io::Result<()> {
     static ONCE: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler).map_err(|e| e.errno())
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| e.errno())
     })
     .map_err(std::io::Error::from_raw_os_error)
 }
@@ -111,7 +112,10 @@ impl RunControl {
         kick();
         let mut c = self.lock();
         while c.parked < c.alive {
-            let (g, t) = self.cv.wait_timeout(c, Duration::from_millis(20)).unwrap_or_else(|p| p.into_inner());
+            let (g, t) = self
+                .cv
+                .wait_timeout(c, Duration::from_millis(20))
+                .unwrap_or_else(|p| p.into_inner());
             c = g;
             if t.timed_out() && c.parked < c.alive {
                 drop(c);
@@ -162,7 +166,11 @@ impl RunControl {
     fn wait_for_pause(&self) {
         let mut c = self.lock();
         while !c.paused && !self.exit_req.load(Ordering::SeqCst) {
-            c = self.cv.wait_timeout(c, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+            c = self
+                .cv
+                .wait_timeout(c, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -223,7 +231,10 @@ pub fn run(ctx: VcpuContext) {
         let stop_reason = match fd.run() {
             Ok(exit) => handle_exit(&ctx, exit),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
-            Err(e) => Some(Request::InternalError(format!("vcpu {}: KVM_RUN failed: {e}", ctx.id))),
+            Err(e) => Some(Request::InternalError(format!(
+                "vcpu {}: KVM_RUN failed: {e}",
+                ctx.id
+            ))),
         };
         drop(fd);
         if let Some(req) = stop_reason {
@@ -239,19 +250,31 @@ pub fn run(ctx: VcpuContext) {
 fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Option<Request> {
     match exit {
         VcpuExit::IoOut(port, data) => {
-            ctx.pio.read().unwrap_or_else(|p| p.into_inner()).write(u64::from(port), data);
+            ctx.pio
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(u64::from(port), data);
             None
         }
         VcpuExit::IoIn(port, data) => {
-            ctx.pio.read().unwrap_or_else(|p| p.into_inner()).read(u64::from(port), data);
+            ctx.pio
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(u64::from(port), data);
             None
         }
         VcpuExit::MmioWrite(addr, data) => {
-            ctx.mmio.read().unwrap_or_else(|p| p.into_inner()).write(addr, data);
+            ctx.mmio
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(addr, data);
             None
         }
         VcpuExit::MmioRead(addr, data) => {
-            ctx.mmio.read().unwrap_or_else(|p| p.into_inner()).read(addr, data);
+            ctx.mmio
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(addr, data);
             None
         }
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
@@ -264,13 +287,25 @@ fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Option<Request> {
         VcpuExit::Shutdown => Some(Request::Reset("guest-reset (triple fault)".into())),
         VcpuExit::SystemEvent(kind, _) => match kind {
             kvm_bindings::KVM_SYSTEM_EVENT_RESET => Some(Request::Reset("guest-reset".into())),
-            kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Some(Request::Shutdown("guest-shutdown".into())),
-            k => Some(Request::InternalError(format!("vcpu {}: unhandled system event {k}", ctx.id))),
+            kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => {
+                Some(Request::Shutdown("guest-shutdown".into()))
+            }
+            k => Some(Request::InternalError(format!(
+                "vcpu {}: unhandled system event {k}",
+                ctx.id
+            ))),
         },
-        VcpuExit::FailEntry(reason, cpu) => {
-            Some(Request::InternalError(format!("vcpu {}: entry failed, reason {reason:#x} (cpu {cpu})", ctx.id)))
-        }
-        VcpuExit::InternalError => Some(Request::InternalError(format!("vcpu {}: KVM internal error", ctx.id))),
-        other => Some(Request::InternalError(format!("vcpu {}: unhandled exit {other:?}", ctx.id))),
+        VcpuExit::FailEntry(reason, cpu) => Some(Request::InternalError(format!(
+            "vcpu {}: entry failed, reason {reason:#x} (cpu {cpu})",
+            ctx.id
+        ))),
+        VcpuExit::InternalError => Some(Request::InternalError(format!(
+            "vcpu {}: KVM internal error",
+            ctx.id
+        ))),
+        other => Some(Request::InternalError(format!(
+            "vcpu {}: unhandled exit {other:?}",
+            ctx.id
+        ))),
     }
 }

@@ -17,7 +17,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{GuestMemoryMmap, MmapRegion};
 use vmm_sys_util::eventfd::EventFd;
@@ -111,7 +113,9 @@ impl std::fmt::Debug for Boot {
         match self {
             Boot::Builtin => f.write_str("Builtin"),
             Boot::Elf(b) => write!(f, "Elf({} bytes)", b.len()),
-            Boot::Raw { gpa, bytes, entry } => write!(f, "Raw({gpa:#x}, {} bytes, entry {entry:#x})", bytes.len()),
+            Boot::Raw { gpa, bytes, entry } => {
+                write!(f, "Raw({gpa:#x}, {} bytes, entry {entry:#x})", bytes.len())
+            }
             Boot::Custom(_) => f.write_str("Custom"),
         }
     }
@@ -308,7 +312,10 @@ pub struct Vm {
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("state", &self.run_state()).field("vcpus", &self.inner.nr_vcpus).finish()
+        f.debug_struct("Vm")
+            .field("state", &self.run_state())
+            .field("vcpus", &self.inner.nr_vcpus)
+            .finish()
     }
 }
 
@@ -337,7 +344,9 @@ fn load_boot(
         Boot::Raw { gpa, bytes, entry } => {
             use vm_memory::{Bytes, GuestAddress};
             if *gpa < boot::IMAGE_MIN_GPA {
-                return Err(VmError::Invalid(format!("raw image at {gpa:#x} overlaps the boot area")));
+                return Err(VmError::Invalid(format!(
+                    "raw image at {gpa:#x} overlaps the boot area"
+                )));
             }
             mem.write_slice(bytes, GuestAddress(*gpa))
                 .map_err(|e| VmError::Invalid(format!("raw image does not fit: {e}")))?;
@@ -360,7 +369,10 @@ fn load_boot(
 }
 
 fn setup_cpuid(kvm_sys: &Kvm, vcpu: &VcpuFd, id: u32) -> Result<(), VmError> {
-    let mut cpuid = kvm("KVM_GET_SUPPORTED_CPUID", kvm_sys.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES))?;
+    let mut cpuid = kvm(
+        "KVM_GET_SUPPORTED_CPUID",
+        kvm_sys.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES),
+    )?;
     for e in cpuid.as_mut_slice() {
         match e.function {
             1 => {
@@ -392,8 +404,11 @@ fn usable_msrs(kvm_sys: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, VmError> {
     let readable = state::probe_msr_list(kvm_sys, vcpu)?;
     let mut ok = Vec::new();
     for index in readable {
-        let mut m = Msrs::from_entries(&[kvm_msr_entry { index, ..Default::default() }])
-            .map_err(|e| VmError::Invalid(format!("{e:?}")))?;
+        let mut m = Msrs::from_entries(&[kvm_msr_entry {
+            index,
+            ..Default::default()
+        }])
+        .map_err(|e| VmError::Invalid(format!("{e:?}")))?;
         if !matches!(vcpu.get_msrs(&mut m), Ok(1)) {
             continue;
         }
@@ -420,13 +435,28 @@ impl Vm {
             tracing::debug!("KVM_SET_TSS_ADDR: {e}");
         }
         kvm("KVM_CREATE_IRQCHIP", vm_fd.create_irq_chip())?;
-        kvm("KVM_CREATE_PIT2", vm_fd.create_pit2(kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() }))?;
+        kvm(
+            "KVM_CREATE_PIT2",
+            vm_fd.create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            }),
+        )?;
 
         let ram = GuestRam::new(&cfg.mem)?;
         let mut slots = Vec::new();
         for (i, r) in ram.regions().iter().enumerate() {
-            let host_addr = ram.host_addr(i).ok_or_else(|| VmError::Invalid("unmapped RAM region".into()))?;
-            let slot = MemSlot { slot: i as u32, gpa: r.gpa, size: r.size, host_addr, dirty_log: false, is_ram: true };
+            let host_addr = ram
+                .host_addr(i)
+                .ok_or_else(|| VmError::Invalid("unmapped RAM region".into()))?;
+            let slot = MemSlot {
+                slot: i as u32,
+                gpa: r.gpa,
+                size: r.size,
+                host_addr,
+                dirty_log: false,
+                is_ram: true,
+            };
             set_slot(&vm_fd, &slot)?;
             slots.push(slot);
         }
@@ -456,7 +486,10 @@ impl Vm {
         for (id, fd) in fds.iter().enumerate() {
             vcpu_states.push(state::get_vcpu_state(id as u32, fd, &msr_list, xsave)?);
         }
-        let initial = MachineState { vm: state::get_vm_state(&vm_fd)?, vcpus: vcpu_states };
+        let initial = MachineState {
+            vm: state::get_vm_state(&vm_fd)?,
+            vcpus: vcpu_states,
+        };
 
         let (req_tx, req_rx) = channel();
         let control = Arc::new(RunControl::new_paused());
@@ -464,16 +497,24 @@ impl Vm {
         let mmio = Arc::new(RwLock::new(Bus::new()));
 
         let vm_control = VmControl(req_tx.clone());
-        let dbg: SharedDevice = Arc::new(Mutex::new(DebugExit::new(move |c| vm_control.guest_exit(c))));
+        let dbg: SharedDevice = Arc::new(Mutex::new(DebugExit::new(move |c| {
+            vm_control.guest_exit(c)
+        })));
         lock_w(&pio).insert(u64::from(layout::DEBUG_EXIT_PORT), 4, dbg)?;
 
         let mut irqfds = Vec::new();
         let (serial, serial_backend) = match cfg.serial {
             Some(backend) => {
                 let evt = EventFd::new(libc::EFD_NONBLOCK)?;
-                kvm("KVM_IRQFD(COM1)", vm_fd.register_irqfd(&evt, layout::COM1_IRQ))?;
+                kvm(
+                    "KVM_IRQFD(COM1)",
+                    vm_fd.register_irqfd(&evt, layout::COM1_IRQ),
+                )?;
                 let backend: SharedBackend = Arc::new(Mutex::new(backend));
-                let dev = Arc::new(Mutex::new(SerialDevice::new(evt.try_clone()?, backend.clone())?));
+                let dev = Arc::new(Mutex::new(SerialDevice::new(
+                    evt.try_clone()?,
+                    backend.clone(),
+                )?));
                 irqfds.push(evt);
                 let shared: SharedDevice = dev.clone();
                 lock_w(&pio).insert(u64::from(layout::COM1_PORT), 8, shared)?;
@@ -495,9 +536,14 @@ impl Vm {
                 requests: req_tx.clone(),
             };
             vcpu::register(&control);
-            let t = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || vcpu::run(ctx))?;
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu::run(ctx))?;
             pthreads.push(t.as_pthread_t());
-            vcpus.push(VcpuSlot { fd, thread: Some(t) });
+            vcpus.push(VcpuSlot {
+                fd,
+                thread: Some(t),
+            });
         }
 
         let inner = Arc::new(VmInner {
@@ -532,8 +578,13 @@ impl Vm {
             *lock(&inner.serial_input) = SerialInput::start(dev.clone(), b.clone())?;
         }
         let mi = inner.clone();
-        let manager = std::thread::Builder::new().name("vm-manager".into()).spawn(move || manage(mi, req_rx))?;
-        Ok(Self { inner, manager: Some(manager) })
+        let manager = std::thread::Builder::new()
+            .name("vm-manager".into())
+            .spawn(move || manage(mi, req_rx))?;
+        Ok(Self {
+            inner,
+            manager: Some(manager),
+        })
     }
 
     /// Start the vCPUs (from `prelaunch`); same as [`Vm::resume`].
@@ -559,10 +610,12 @@ impl Vm {
         let st = *lock(&self.inner.state);
         match st {
             RunState::Running => Ok(()),
-            RunState::Shutdown | RunState::InternalError => {
-                Err(VmError::Invalid("Resetting the Virtual Machine is required".into()))
-            }
-            RunState::InMigrate => Err(VmError::Invalid("Guest is waiting for an incoming migration".into())),
+            RunState::Shutdown | RunState::InternalError => Err(VmError::Invalid(
+                "Resetting the Virtual Machine is required".into(),
+            )),
+            RunState::InMigrate => Err(VmError::Invalid(
+                "Guest is waiting for an incoming migration".into(),
+            )),
             _ => {
                 *lock(&self.inner.state) = RunState::Running;
                 self.inner.control.resume();
@@ -656,15 +709,24 @@ impl Vm {
 
     /// Add a RAM-like memslot (e.g. framebuffer VRAM) at `gpa`, backed by
     /// `mapping` (kept alive by the VM). Returns the KVM slot number.
-    pub fn add_memslot(&self, gpa: u64, mapping: Arc<MmapRegion>, dirty_log: bool) -> Result<u32, VmError> {
+    pub fn add_memslot(
+        &self,
+        gpa: u64,
+        mapping: Arc<MmapRegion>,
+        dirty_log: bool,
+    ) -> Result<u32, VmError> {
         let size = mapping.size() as u64;
         if gpa % 4096 != 0 || size == 0 || size % 4096 != 0 {
             return Err(VmError::Invalid("memslot must be page aligned".into()));
         }
         let mut slots = lock(&self.inner.slots);
-        let end = gpa.checked_add(size).ok_or_else(|| VmError::Invalid("memslot overflows".into()))?;
+        let end = gpa
+            .checked_add(size)
+            .ok_or_else(|| VmError::Invalid("memslot overflows".into()))?;
         if slots.iter().any(|s| gpa < s.gpa + s.size && s.gpa < end) {
-            return Err(VmError::Invalid(format!("memslot {gpa:#x}+{size:#x} overlaps another")));
+            return Err(VmError::Invalid(format!(
+                "memslot {gpa:#x}+{size:#x} overlaps another"
+            )));
         }
         let slot = MemSlot {
             slot: slots.iter().map(|s| s.slot + 1).max().unwrap_or(0),
@@ -705,9 +767,14 @@ impl Vm {
             .copied()
             .ok_or_else(|| VmError::Invalid(format!("no memslot {slot}")))?;
         if !s.dirty_log {
-            return Err(VmError::Invalid(format!("dirty logging is off for memslot {slot}")));
+            return Err(VmError::Invalid(format!(
+                "dirty logging is off for memslot {slot}"
+            )));
         }
-        kvm("KVM_GET_DIRTY_LOG", self.inner.vm_fd.get_dirty_log(slot, s.size as usize))
+        kvm(
+            "KVM_GET_DIRTY_LOG",
+            self.inner.vm_fd.get_dirty_log(slot, s.size as usize),
+        )
     }
 
     /// Full KVM state of the machine. The VM must be stopped.
@@ -737,14 +804,20 @@ fn lock_w(b: &RwLock<Bus>) -> std::sync::RwLockWriteGuard<'_, Bus> {
 fn set_slot(vm_fd: &VmFd, s: &MemSlot) -> Result<(), VmError> {
     let region = kvm_userspace_memory_region {
         slot: s.slot,
-        flags: if s.dirty_log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+        flags: if s.dirty_log {
+            KVM_MEM_LOG_DIRTY_PAGES
+        } else {
+            0
+        },
         guest_phys_addr: s.gpa,
         memory_size: s.size,
         userspace_addr: s.host_addr,
     };
     // SAFETY: host_addr..+size is a live mapping owned by the VM (guest RAM
     // or a mapping kept in `extra_maps`) for as long as the VM fd exists.
-    kvm("KVM_SET_USER_MEMORY_REGION", unsafe { vm_fd.set_user_memory_region(region) })
+    kvm("KVM_SET_USER_MEMORY_REGION", unsafe {
+        vm_fd.set_user_memory_region(region)
+    })
 }
 
 impl VmInner {
@@ -796,15 +869,28 @@ impl VmInner {
         let mut out = Vec::new();
         for (id, v) in vcpus.iter().enumerate() {
             let fd = lock(&v.fd);
-            out.push(state::get_vcpu_state(id as u32, &fd, &self.msr_list, self.xsave)?);
+            out.push(state::get_vcpu_state(
+                id as u32,
+                &fd,
+                &self.msr_list,
+                self.xsave,
+            )?);
         }
-        Ok(MachineState { vm: state::get_vm_state(&self.vm_fd)?, vcpus: out })
+        Ok(MachineState {
+            vm: state::get_vm_state(&self.vm_fd)?,
+            vcpus: out,
+        })
     }
 
     fn set_machine_state(&self, s: &MachineState, with_clock: bool) -> Result<(), VmError> {
         let vcpus = lock(&self.vcpus);
         if s.vcpus.len() != vcpus.len() {
-            return Err(StateError::Mismatch(format!("{} vCPUs saved, {} here", s.vcpus.len(), vcpus.len())).into());
+            return Err(StateError::Mismatch(format!(
+                "{} vCPUs saved, {} here",
+                s.vcpus.len(),
+                vcpus.len()
+            ))
+            .into());
         }
         state::set_vm_state(&self.vm_fd, &s.vm, with_clock)?;
         for (v, st) in vcpus.iter().zip(&s.vcpus) {
@@ -833,7 +919,9 @@ impl VmInner {
         for h in lock(&self.reset_hooks).iter_mut() {
             h();
         }
-        self.emit(VmEvent::Reset { reason: reason.to_string() });
+        self.emit(VmEvent::Reset {
+            reason: reason.to_string(),
+        });
         if was == RunState::Running {
             self.control.resume();
         } else {
@@ -846,7 +934,9 @@ impl VmInner {
         let _g = lock(&self.ops);
         self.stop_vcpus(RunState::Shutdown, true);
         *lock(&self.state) = RunState::Shutdown;
-        self.emit(VmEvent::Shutdown { reason: reason.to_string() });
+        self.emit(VmEvent::Shutdown {
+            reason: reason.to_string(),
+        });
     }
 }
 
@@ -890,7 +980,10 @@ impl Drop for Vm {
             let _ = m.join();
         }
         self.inner.control.exit(&|| self.inner.kick());
-        let threads: Vec<_> = lock(&self.inner.vcpus).iter_mut().filter_map(|v| v.thread.take()).collect();
+        let threads: Vec<_> = lock(&self.inner.vcpus)
+            .iter_mut()
+            .filter_map(|v| v.thread.take())
+            .collect();
         for t in threads {
             let _ = t.join();
         }

@@ -32,16 +32,25 @@ fn builtin(mem: u64) -> (Vm, CaptureHandle, Receiver<VmEvent>) {
 #[test]
 fn vm_raw_code_exits_with_status() {
     // mov eax, 42; mov dx, 0x501; out dx, eax; 1: hlt; jmp 1b
-    let code = vec![0xb8, 42, 0, 0, 0, 0x66, 0xba, 0x01, 0x05, 0xef, 0xf4, 0xeb, 0xfd];
+    let code = vec![
+        0xb8, 42, 0, 0, 0, 0x66, 0xba, 0x01, 0x05, 0xef, 0xf4, 0xeb, 0xfd,
+    ];
     let cfg = VmConfig {
-        boot: Boot::Raw { gpa: 0x10_0000, bytes: Arc::new(code), entry: 0x10_0000 },
+        boot: Boot::Raw {
+            gpa: 0x10_0000,
+            bytes: Arc::new(code),
+            entry: 0x10_0000,
+        },
         ..VmConfig::builtin(64 << 20, Box::new(vmm::chardev::null::NullBackend))
     };
     let vm = Vm::new(cfg).unwrap();
     let rx = vm.subscribe();
     assert_eq!(vm.run_state(), RunState::Prelaunch);
     vm.start().unwrap();
-    assert_eq!(wait_event(&rx, |e| matches!(e, VmEvent::GuestExit(_))), VmEvent::GuestExit(42));
+    assert_eq!(
+        wait_event(&rx, |e| matches!(e, VmEvent::GuestExit(_))),
+        VmEvent::GuestExit(42)
+    );
     assert_eq!(vm.run_state(), RunState::Shutdown);
     assert!(vm.resume().is_err());
 }
@@ -51,14 +60,23 @@ fn vm_builtin_banner_echo_exit() {
     let (vm, serial, rx) = builtin(256 << 20);
     vm.start().unwrap();
     let t0 = std::time::Instant::now();
-    let at = serial.wait_for("Bulkhead test guest v", 0, T).unwrap_or_else(|| panic!("no banner: {:?}", serial.text()));
+    let at = serial
+        .wait_for("Bulkhead test guest v", 0, T)
+        .unwrap_or_else(|| panic!("no banner: {:?}", serial.text()));
     let at = serial.wait_for("bulkhead> ", at, T).expect("no prompt");
     eprintln!("banner+prompt after {:?}", t0.elapsed());
     serial.send(b"echo hello\r").unwrap();
     // The typed text is echoed, then the command prints its argument.
-    let at = serial.wait_for("echo hello\r\n", at, T).expect("no input echo");
+    let at = serial
+        .wait_for("echo hello\r\n", at, T)
+        .expect("no input echo");
     let at = serial.wait_for("hello\r\n", at, T).expect("no echo output");
-    serial.wait_for("bulkhead> ", at, T).expect("no second prompt");
+    serial
+        .wait_for("bulkhead> ", at, T)
+        .expect("no second prompt");
     serial.send(b"exit 3\r").unwrap();
-    assert_eq!(wait_event(&rx, |e| matches!(e, VmEvent::GuestExit(_))), VmEvent::GuestExit(3));
+    assert_eq!(
+        wait_event(&rx, |e| matches!(e, VmEvent::GuestExit(_))),
+        VmEvent::GuestExit(3)
+    );
 }

@@ -38,12 +38,25 @@ pub fn capture() -> io::Result<(CaptureBackend, CaptureHandle)> {
     let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
     set_nonblocking(r.as_raw_fd(), true)?;
     let shared = Arc::new(Shared::default());
-    Ok((CaptureBackend { shared: shared.clone(), input: r }, CaptureHandle { shared, input: Arc::new(w) }))
+    Ok((
+        CaptureBackend {
+            shared: shared.clone(),
+            input: r,
+        },
+        CaptureHandle {
+            shared,
+            input: Arc::new(w),
+        },
+    ))
 }
 
 impl CharBackend for CaptureBackend {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.shared.out.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(data);
+        self.shared
+            .out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
         self.shared.cv.notify_all();
         Ok(())
     }
@@ -61,7 +74,11 @@ impl CharBackend for CaptureBackend {
 impl CaptureHandle {
     /// Everything the guest has written so far.
     pub fn output(&self) -> Vec<u8> {
-        self.shared.out.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Output as (lossy) text.
@@ -90,7 +107,12 @@ impl CaptureHandle {
             if now >= deadline {
                 return None;
             }
-            out = self.shared.cv.wait_timeout(out, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            out = self
+                .shared
+                .cv
+                .wait_timeout(out, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }

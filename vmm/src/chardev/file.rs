@@ -16,8 +16,16 @@ pub struct FileBackend {
 impl FileBackend {
     /// Open (create; truncate unless `append`) `path`.
     pub fn open(path: &Path, append: bool) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path)?;
-        Ok(Self { file, path: path.to_path_buf() })
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 }
 

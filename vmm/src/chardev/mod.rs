@@ -76,7 +76,11 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
         if fl < 0 {
             return Err(io::Error::last_os_error());
         }
-        let nfl = if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK };
+        let nfl = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
         if libc::fcntl(fd, libc::F_SETFL, nfl) < 0 {
             return Err(io::Error::last_os_error());
         }

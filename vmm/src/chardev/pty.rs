@@ -34,7 +34,11 @@ impl PtyBackend {
         }
         let path = nix::unistd::ttyname(&p.slave).map_err(io::Error::from)?;
         set_nonblocking(p.master.as_raw_fd(), true)?;
-        Ok(Self { master: p.master, _slave: p.slave, path })
+        Ok(Self {
+            master: p.master,
+            _slave: p.slave,
+            path,
+        })
     }
 
     /// Path of the slave device for users to open.
@@ -74,7 +78,11 @@ mod tests {
     fn pty_round_trip() {
         let mut b = PtyBackend::open().unwrap();
         assert!(b.describe().starts_with("pty:/dev/pts/"));
-        let mut client = std::fs::OpenOptions::new().read(true).write(true).open(b.path()).unwrap();
+        let mut client = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(b.path())
+            .unwrap();
         b.write(b"out").unwrap();
         let mut buf = [0u8; 3];
         client.read_exact(&mut buf).unwrap();
@@ -86,7 +94,9 @@ mod tests {
             let mut x = [0u8; 8];
             match b.read_input(&mut x) {
                 Ok(n) => got.extend_from_slice(&x[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
                 Err(e) => panic!("{e}"),
             }
         }

@@ -15,7 +15,10 @@ static SAVED_TERMIOS: Mutex<Option<libc::termios>> = Mutex::new(None);
 /// Restore stdin's terminal mode if this process changed it. Safe to call
 /// more than once and from any thread (not from a signal handler).
 pub fn restore_terminal() {
-    let saved = SAVED_TERMIOS.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let saved = SAVED_TERMIOS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     if let Some(t) = saved {
         // SAFETY: tcsetattr with a termios value previously read from fd 0.
         unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
@@ -75,7 +78,11 @@ impl Drop for StdioBackend {
 }
 
 fn poll_readable(fd: RawFd) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: poll on one valid pollfd with zero timeout.
     let r = unsafe { libc::poll(&mut p, 1, 0) };
     r > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0

@@ -14,7 +14,9 @@ pub struct DebugExit {
 impl DebugExit {
     /// A device that calls `on_exit(status)` on every write.
     pub fn new(on_exit: impl Fn(u32) + Send + 'static) -> Self {
-        Self { on_exit: Box::new(on_exit) }
+        Self {
+            on_exit: Box::new(on_exit),
+        }
     }
 }
 

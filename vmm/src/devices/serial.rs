@@ -52,7 +52,10 @@ pub struct BackendWriter(SharedBackend);
 
 impl io::Write for BackendWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -84,13 +87,23 @@ impl SerialDevice {
     pub fn new(irq: EventFd, backend: SharedBackend) -> io::Result<Self> {
         let events = FlowEvents(Arc::new(EventFd::new(EFD_NONBLOCK)?));
         let writer = BackendWriter(backend);
-        let uart = Serial::with_events(IrqTrigger(irq.try_clone()?), events.clone(), writer.clone());
-        Ok(Self { uart, irq, events, writer })
+        let uart =
+            Serial::with_events(IrqTrigger(irq.try_clone()?), events.clone(), writer.clone());
+        Ok(Self {
+            uart,
+            irq,
+            events,
+            writer,
+        })
     }
 
     /// Back to power-on register state (input FIFO emptied).
     pub fn reset(&mut self) -> io::Result<()> {
-        self.uart = Serial::with_events(IrqTrigger(self.irq.try_clone()?), self.events.clone(), self.writer.clone());
+        self.uart = Serial::with_events(
+            IrqTrigger(self.irq.try_clone()?),
+            self.events.clone(),
+            self.writer.clone(),
+        );
         let _ = self.events.0.write(1);
         Ok(())
     }
@@ -129,8 +142,13 @@ impl SerialDevice {
             scratch: r[8],
             in_buffer: snap.in_buffer.clone(),
         };
-        self.uart = Serial::from_state(&state, IrqTrigger(self.irq.try_clone()?), self.events.clone(), self.writer.clone())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("serial state: {e:?}")))?;
+        self.uart = Serial::from_state(
+            &state,
+            IrqTrigger(self.irq.try_clone()?),
+            self.events.clone(),
+            self.writer.clone(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("serial state: {e:?}")))?;
         Ok(())
     }
 }
@@ -138,7 +156,11 @@ impl SerialDevice {
 impl BusDevice for SerialDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if let Some(b) = data.first_mut() {
-            *b = if offset < 8 { self.uart.read(offset as u8) } else { 0 };
+            *b = if offset < 8 {
+                self.uart.read(offset as u8)
+            } else {
+                0
+            };
         }
     }
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -180,29 +202,62 @@ fn poll_in(fds: &mut [libc::pollfd]) -> io::Result<()> {
 impl SerialInput {
     /// Start the input thread for `dev`, reading from `backend` (no thread
     /// for output-only backends).
-    pub fn start(dev: Arc<Mutex<SerialDevice>>, backend: SharedBackend) -> io::Result<Option<Self>> {
+    pub fn start(
+        dev: Arc<Mutex<SerialDevice>>,
+        backend: SharedBackend,
+    ) -> io::Result<Option<Self>> {
         let Some(in_fd) = backend.lock().unwrap_or_else(|p| p.into_inner()).input_fd() else {
             return Ok(None);
         };
         let stop = EventFd::new(EFD_NONBLOCK)?;
         let stop2 = stop.try_clone()?;
-        let room = dev.lock().unwrap_or_else(|p| p.into_inner()).events.0.clone();
+        let room = dev
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .0
+            .clone();
         let thread = std::thread::Builder::new()
             .name("serial-input".into())
             .spawn(move || input_loop(dev, backend, in_fd, &stop2, &room))?;
-        Ok(Some(Self { stop, thread: Some(thread) }))
+        Ok(Some(Self {
+            stop,
+            thread: Some(thread),
+        }))
     }
 }
 
-fn input_loop(dev: Arc<Mutex<SerialDevice>>, backend: SharedBackend, in_fd: RawFd, stop: &EventFd, room: &EventFd) {
+fn input_loop(
+    dev: Arc<Mutex<SerialDevice>>,
+    backend: SharedBackend,
+    in_fd: RawFd,
+    stop: &EventFd,
+    room: &EventFd,
+) {
     let mut buf = [0u8; 64];
     let mut eof = false;
     loop {
-        let cap = dev.lock().unwrap_or_else(|p| p.into_inner()).uart.fifo_capacity();
+        let cap = dev
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .uart
+            .fifo_capacity();
         let mut fds = [
-            libc::pollfd { fd: stop.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: room.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: if cap > 0 && !eof { in_fd } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: room.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if cap > 0 && !eof { in_fd } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if let Err(e) = poll_in(&mut fds) {
             tracing::warn!("serial input poll: {e}");
@@ -216,7 +271,10 @@ fn input_loop(dev: Arc<Mutex<SerialDevice>>, backend: SharedBackend, in_fd: RawF
         }
         if fds[2].revents != 0 {
             let want = cap.min(buf.len());
-            let r = backend.lock().unwrap_or_else(|p| p.into_inner()).read_input(&mut buf[..want]);
+            let r = backend
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read_input(&mut buf[..want]);
             match r {
                 Ok(0) => eof = true,
                 Ok(n) => {
@@ -225,7 +283,11 @@ fn input_loop(dev: Arc<Mutex<SerialDevice>>, backend: SharedBackend, in_fd: RawF
                         tracing::warn!("serial input lost: {e:?}");
                     }
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => {
                     tracing::warn!("serial input: {e}");
                     eof = true;

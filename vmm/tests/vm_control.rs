@@ -1,0 +1,184 @@
+//! Pause/resume while the built-in guest dirties memory, state save/restore
+//! round trip on the paused VM, and reset.
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress};
+use vmm::boot::STATUS_PAGE_GPA;
+use vmm::chardev::capture::{capture, CaptureHandle};
+use vmm::vm::{RunState, Vm, VmConfig, VmEvent};
+
+const T: Duration = Duration::from_secs(20);
+
+fn heartbeat(vm: &Vm) -> u64 {
+    vm.memory()
+        .read_obj::<u64>(GuestAddress(STATUS_PAGE_GPA + 8))
+        .unwrap()
+}
+
+fn wait_heartbeat_above(vm: &Vm, v: u64) -> u64 {
+    let deadline = Instant::now() + T;
+    loop {
+        let h = heartbeat(vm);
+        if h > v {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "heartbeat stuck at {h}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn next_event(rx: &Receiver<VmEvent>) -> VmEvent {
+    rx.recv_timeout(T).expect("event")
+}
+
+fn boot_to_prompt(smp: u8) -> (Vm, CaptureHandle, Receiver<VmEvent>, usize) {
+    let (backend, serial) = capture().unwrap();
+    let mut cfg = VmConfig::builtin(128 << 20, Box::new(backend));
+    cfg.smp = smp;
+    let vm = Vm::new(cfg).unwrap();
+    let rx = vm.subscribe();
+    vm.start().unwrap();
+    assert_eq!(next_event(&rx), VmEvent::Resume);
+    let at = serial
+        .wait_for("bulkhead> ", 0, T)
+        .unwrap_or_else(|| panic!("no prompt: {}", serial.text()));
+    (vm, serial, rx, at)
+}
+
+#[test]
+fn vm_pause_freezes_guest_and_resume_continues() {
+    let (vm, serial, rx, at) = boot_to_prompt(2);
+    serial.send(b"dirty 4\r").unwrap();
+    serial
+        .wait_for("dirty: 4 MiB", at, T)
+        .expect("dirtier did not start");
+    let h0 = wait_heartbeat_above(&vm, 0);
+    for _ in 0..3 {
+        vm.pause();
+        assert_eq!(vm.run_state(), RunState::Paused);
+        assert_eq!(next_event(&rx), VmEvent::Stop);
+        let h1 = heartbeat(&vm);
+        assert!(h1 >= h0);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(heartbeat(&vm), h1, "guest ran while paused");
+        vm.resume().unwrap();
+        assert_eq!(next_event(&rx), VmEvent::Resume);
+        wait_heartbeat_above(&vm, h1);
+    }
+    let mark = serial.output().len();
+    serial.send(b"q").unwrap();
+    let at = serial
+        .wait_for("dirty: stopped after", mark, T)
+        .expect("dirtier did not stop");
+    serial.wait_for("bulkhead> ", at, T).unwrap();
+    // Pausing twice and resuming twice is harmless.
+    vm.pause();
+    vm.pause();
+    vm.resume().unwrap();
+    vm.resume().unwrap();
+}
+
+fn json_diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                json_diff(
+                    &format!("{path}.{k}"),
+                    v,
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                json_diff(&format!("{path}[{i}]"), v, w, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn vm_state_round_trip_on_paused_vm() {
+    let (vm, serial, _rx, at) = boot_to_prompt(2);
+    serial.send(b"dirty 2\r").unwrap();
+    serial.wait_for("dirty: 2 MiB", at, T).unwrap();
+    wait_heartbeat_above(&vm, 0);
+    assert!(
+        vm.save_state().is_err(),
+        "state of a running VM must be refused"
+    );
+    vm.pause();
+    let s1 = vm.save_state().unwrap();
+    assert_eq!(s1.vcpus.len(), 2);
+    assert!(!s1.vcpus[0].msrs.is_empty());
+    // Through serde (what migration sends), then back into KVM.
+    let json = serde_json::to_string(&s1).unwrap();
+    let back: vmm::state::MachineState = serde_json::from_str(&json).unwrap();
+    vm.restore_state(&back).unwrap();
+    let s2 = vm.save_state().unwrap();
+    let strip = |s: &vmm::state::MachineState| {
+        let mut s = s.clone();
+        // KVM_SET_PIT2 restarts each channel's count at the host's "now".
+        for ch in s.vm.pit.channels.iter_mut() {
+            ch.count_load_time = 0;
+        }
+        let mut v = serde_json::to_value(&s).unwrap();
+        // kvmclock and the TSC keep counting in the host while paused.
+        v["vm"]["clock"] = serde_json::Value::Null;
+        for c in v["vcpus"].as_array_mut().unwrap() {
+            let msrs = c["msrs"].as_array_mut().unwrap();
+            msrs.retain(|m| m["index"] != 0x10);
+        }
+        v
+    };
+    let mut diffs = Vec::new();
+    json_diff("", &strip(&s1), &strip(&s2), &mut diffs);
+    assert!(diffs.is_empty(), "state changed across restore: {diffs:?}");
+    assert_eq!(s1.vcpus[0].regs.rip, s2.vcpus[0].regs.rip);
+    // The restored guest keeps working.
+    let h = heartbeat(&vm);
+    vm.resume().unwrap();
+    wait_heartbeat_above(&vm, h);
+    let mark = serial.output().len();
+    serial.send(b"x").unwrap();
+    let at = serial.wait_for("stopped after", mark, T).unwrap();
+    serial.wait_for("bulkhead> ", at, T).unwrap();
+    serial.send(b"echo alive\r").unwrap();
+    serial.wait_for("alive\r\n", at, T).unwrap();
+}
+
+#[test]
+fn vm_reset_reboots_guest() {
+    let (vm, serial, rx, at) = boot_to_prompt(1);
+    vm.reset().unwrap();
+    assert!(
+        matches!(next_event(&rx), VmEvent::Reset { reason } if reason == "host-qmp-system-reset")
+    );
+    assert_eq!(vm.run_state(), RunState::Running);
+    let at = serial
+        .wait_for("Bulkhead test guest v", at, T)
+        .expect("no banner after reset");
+    serial.wait_for("bulkhead> ", at, T).unwrap();
+    serial.send(b"exit 0\r").unwrap();
+    loop {
+        if let VmEvent::GuestExit(c) = next_event(&rx) {
+            assert_eq!(c, 0);
+            break;
+        }
+    }
+    assert_eq!(vm.run_state(), RunState::Shutdown);
+    // After a guest exit, reset brings it back to prelaunch and cont boots again.
+    vm.reset().unwrap();
+    assert_eq!(vm.run_state(), RunState::Prelaunch);
+    let mark = serial.output().len();
+    vm.resume().unwrap();
+    serial
+        .wait_for("bulkhead> ", mark, T)
+        .expect("no prompt after reset from shutdown");
+}
