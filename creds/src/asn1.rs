@@ -27,13 +27,21 @@ pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, &rest[n..])
     };
     if rest.len() < len {
         return None;
     }
-    Some((Tlv { tag, content: &rest[..len] }, &rest[len..]))
+    Some((
+        Tlv {
+            tag,
+            content: &rest[..len],
+        },
+        &rest[len..],
+    ))
 }
 
 /// Read a TLV that must have `tag`.
@@ -89,7 +97,11 @@ pub fn oid_string(content: &[u8]) -> String {
             acc = 0;
         }
     }
-    parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+    parts
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[cfg(test)]
@@ -106,6 +118,9 @@ mod tests {
         assert!(read(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_none());
         assert_eq!(uint(&[0x00, 0x80]), Some(128));
         assert_eq!(uint(&[0x80]), None);
-        assert_eq!(oid_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d]), "1.2.840.113549.1.5.13");
+        assert_eq!(
+            oid_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d]),
+            "1.2.840.113549.1.5.13"
+        );
     }
 }

@@ -115,13 +115,18 @@ impl AuthzList {
     /// Parse the JSON form (an `authz-listfile` file, or `object-add` arguments
     /// without `qom-type`/`id`).
     pub fn from_json(text: &str, source: &str) -> Result<Self, AuthzError> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| AuthzError::Invalid { path: source.to_string(), reason: e.to_string() })?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| AuthzError::Invalid {
+                path: source.to_string(),
+                reason: e.to_string(),
+            })?;
         if !value.is_object() {
             return Err(AuthzError::NotObject(source.to_string()));
         }
-        let list: AuthzList = serde_json::from_value(value)
-            .map_err(|e| AuthzError::Invalid { path: source.to_string(), reason: e.to_string() })?;
+        let list: AuthzList = serde_json::from_value(value).map_err(|e| AuthzError::Invalid {
+            path: source.to_string(),
+            reason: e.to_string(),
+        })?;
         if list.rules.len() > MAX_RULES {
             return Err(AuthzError::TooManyRules(list.rules.len()));
         }
@@ -169,7 +174,11 @@ struct Stamp {
 fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: m.modified().ok(), len: m.len(), inode: m.ino() })
+    Some(Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode: m.ino(),
+    })
 }
 
 /// An `authz-listfile` in the supervisor: reads the file, and with `refresh`
@@ -188,7 +197,12 @@ impl ListFile {
     pub fn load(path: &Path, refresh: bool) -> Result<Self, AuthzError> {
         let stamp = stamp(path);
         let current = read_list(path)?;
-        Ok(ListFile { path: path.to_path_buf(), refresh, stamp, current })
+        Ok(ListFile {
+            path: path.to_path_buf(),
+            refresh,
+            stamp,
+            current,
+        })
     }
 
     /// The rules currently in force.
@@ -220,7 +234,10 @@ impl ListFile {
                 Ok(true)
             }
             Err(e) => {
-                self.current = AuthzList { policy: Policy::Deny, rules: Vec::new() };
+                self.current = AuthzList {
+                    policy: Policy::Deny,
+                    rules: Vec::new(),
+                };
                 Err(e)
             }
         }
@@ -230,12 +247,20 @@ impl ListFile {
 fn read_list(path: &Path) -> Result<AuthzList, AuthzError> {
     use std::io::Read;
     let shown = path.display().to_string();
-    let unreadable = |e: std::io::Error| AuthzError::Unreadable { path: shown.clone(), reason: e.to_string() };
+    let unreadable = |e: std::io::Error| AuthzError::Unreadable {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
     let f = std::fs::File::open(path).map_err(unreadable)?;
     let mut text = String::new();
-    f.take(MAX_LIST_FILE + 1).read_to_string(&mut text).map_err(unreadable)?;
+    f.take(MAX_LIST_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
     if text.len() as u64 > MAX_LIST_FILE {
-        return Err(AuthzError::Unreadable { path: shown, reason: "file too large".into() });
+        return Err(AuthzError::Unreadable {
+            path: shown,
+            reason: "file too large".into(),
+        });
     }
     AuthzList::from_json(&text, &shown)
 }
@@ -246,12 +271,18 @@ mod tests {
 
     #[test]
     fn glob_like_glib() {
-        assert!(glob_match("CN=*,O=Example,C=GB", "CN=client.test,O=Example,C=GB"));
+        assert!(glob_match(
+            "CN=*,O=Example,C=GB",
+            "CN=client.test,O=Example,C=GB"
+        ));
         assert!(glob_match("*", ""));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("*.test*", "C=GB,CN=x.test"));
-        assert!(!glob_match("[ab]", "a"), "brackets are literal in glib simple patterns");
+        assert!(
+            !glob_match("[ab]", "a"),
+            "brackets are literal in glib simple patterns"
+        );
         assert!(glob_match("[ab]", "[ab]"));
         assert!(glob_match("a*b*c", "axxbyyc"));
         assert!(!glob_match("a*b*c", "axxbyy"));
@@ -260,7 +291,9 @@ mod tests {
 
     #[test]
     fn simple_is_exact() {
-        let a = Authz::Simple { identity: "C=GB,O=Bulkhead Test,CN=client.test".into() };
+        let a = Authz::Simple {
+            identity: "C=GB,O=Bulkhead Test,CN=client.test".into(),
+        };
         assert!(a.is_allowed("C=GB,O=Bulkhead Test,CN=client.test"));
         assert!(!a.is_allowed("CN=client.test,O=Bulkhead Test,C=GB"));
         assert!(!a.is_allowed("C=GB,O=Bulkhead Test,CN=client.test2"));
@@ -300,9 +333,16 @@ mod tests {
 
     #[test]
     fn list_json_errors() {
-        assert!(matches!(AuthzList::from_json("[1]", "f"), Err(AuthzError::NotObject(_))));
-        assert!(matches!(AuthzList::from_json("{", "f"), Err(AuthzError::Invalid { .. })));
-        let e = AuthzList::from_json(r#"{"rules":[{"match":"a","policy":"maybe"}]}"#, "f").unwrap_err();
+        assert!(matches!(
+            AuthzList::from_json("[1]", "f"),
+            Err(AuthzError::NotObject(_))
+        ));
+        assert!(matches!(
+            AuthzList::from_json("{", "f"),
+            Err(AuthzError::Invalid { .. })
+        ));
+        let e =
+            AuthzList::from_json(r#"{"rules":[{"match":"a","policy":"maybe"}]}"#, "f").unwrap_err();
         assert!(e.to_string().contains("maybe"), "{e}");
         let e = AuthzList::from_json(r#"{"rules":[{"match":"a"}]}"#, "f").unwrap_err();
         assert!(e.to_string().contains("policy"), "{e}");
@@ -314,13 +354,21 @@ mod tests {
     fn listfile_refresh() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acl.json");
-        std::fs::write(&path, r#"{"policy":"deny","rules":[{"match":"a","policy":"allow"}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"policy":"deny","rules":[{"match":"a","policy":"allow"}]}"#,
+        )
+        .unwrap();
         let mut lf = ListFile::load(&path, true).unwrap();
         assert!(lf.list().is_allowed("a"));
         assert!(!lf.refresh_if_changed().unwrap(), "unchanged file");
         // Replace atomically, as editors and config managers do.
         let tmp = dir.path().join("acl.json.new");
-        std::fs::write(&tmp, r#"{"policy":"deny","rules":[{"match":"b","policy":"allow"}]}"#).unwrap();
+        std::fs::write(
+            &tmp,
+            r#"{"policy":"deny","rules":[{"match":"b","policy":"allow"}]}"#,
+        )
+        .unwrap();
         std::fs::rename(&tmp, &path).unwrap();
         assert!(lf.refresh_if_changed().unwrap());
         assert!(!lf.list().is_allowed("a"));
@@ -330,7 +378,9 @@ mod tests {
         assert!(lf.refresh_if_changed().is_err());
         assert!(!lf.list().is_allowed("b"));
         // Without refresh nothing is re-read.
-        let mut fixed = ListFile::load(dir.path().join("missing").as_path(), false).map(|_| ()).unwrap_err();
+        let mut fixed = ListFile::load(dir.path().join("missing").as_path(), false)
+            .map(|_| ())
+            .unwrap_err();
         fixed = match fixed {
             AuthzError::Unreadable { .. } => fixed,
             other => panic!("{other}"),

@@ -76,7 +76,9 @@ pub fn format_name(name: &X509Name<'_>) -> String {
                 // TeletexString with ASCII content is common in old certificates.
                 let any = ava.attr_value();
                 match any.tag() {
-                    x509_parser::der_parser::asn1_rs::Tag::T61String => std::str::from_utf8(any.data).ok(),
+                    x509_parser::der_parser::asn1_rs::Tag::T61String => {
+                        std::str::from_utf8(any.data).ok()
+                    }
                     _ => None,
                 }
             });
@@ -92,7 +94,10 @@ pub fn format_name(name: &X509Name<'_>) -> String {
                     // The whole DER TLV of the value.
                     let any = ava.attr_value();
                     let mut der = Vec::new();
-                    der.push((any.tag().0 & 0x1f) as u8 | if any.header.is_constructed() { 0x20 } else { 0 });
+                    der.push(
+                        (any.tag().0 & 0x1f) as u8
+                            | if any.header.is_constructed() { 0x20 } else { 0 },
+                    );
                     let len = any.data.len();
                     if len < 0x80 {
                         der.push(len as u8);
@@ -139,6 +144,9 @@ mod tests {
         params.distinguished_name = dn;
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(subject_dn(cert.der()).unwrap(), "C=GB,O=Bulkhead Test,CN=client.test");
+        assert_eq!(
+            subject_dn(cert.der()).unwrap(),
+            "C=GB,O=Bulkhead Test,CN=client.test"
+        );
     }
 }

@@ -93,7 +93,10 @@ fn parse(der: &[u8]) -> Result<Pbes2<'_>, P8Error> {
     let (kdf_oid, kdf_params) = expect(kdf, OID).ok_or(m.clone())?;
     let kdf_oid = asn1::oid_string(kdf_oid);
     if kdf_oid != PBKDF2 {
-        return Err(P8Error::Unsupported(format!("key derivation {}", scheme_name(&kdf_oid))));
+        return Err(P8Error::Unsupported(format!(
+            "key derivation {}",
+            scheme_name(&kdf_oid)
+        )));
     }
     let (kp, _) = expect(kdf_params, SEQUENCE).ok_or(m.clone())?;
     let (salt, rest) = expect(kp, OCTET_STRING).ok_or(m.clone())?;
@@ -124,13 +127,26 @@ fn parse(der: &[u8]) -> Result<Pbes2<'_>, P8Error> {
         "2.16.840.1.101.3.4.1.2" => 16,
         "2.16.840.1.101.3.4.1.22" => 24,
         "2.16.840.1.101.3.4.1.42" => 32,
-        other => return Err(P8Error::Unsupported(format!("cipher {}", scheme_name(other)))),
+        other => {
+            return Err(P8Error::Unsupported(format!(
+                "cipher {}",
+                scheme_name(other)
+            )))
+        }
     };
     let (iv, _) = expect(enc_params, OCTET_STRING).ok_or(m.clone())?;
     if iv.len() != 16 {
         return Err(m);
     }
-    Ok(Pbes2 { salt, iterations, key_length, prf, key_len, iv, data })
+    Ok(Pbes2 {
+        salt,
+        iterations,
+        key_length,
+        prf,
+        key_len,
+        iv,
+        data,
+    })
 }
 
 /// Decrypt an `ENCRYPTED PRIVATE KEY` DER blob into plain PKCS#8 DER.
@@ -248,7 +264,10 @@ mod tests {
     #[test]
     fn garbage_is_malformed_not_panic() {
         assert_eq!(decrypt(&[], b"pw").unwrap_err(), P8Error::Malformed);
-        assert_eq!(decrypt(&[0x30, 0x03, 0x30, 0x01, 0x06], b"pw").unwrap_err(), P8Error::Malformed);
+        assert_eq!(
+            decrypt(&[0x30, 0x03, 0x30, 0x01, 0x06], b"pw").unwrap_err(),
+            P8Error::Malformed
+        );
         assert!(repair_ec_key(&[0x30, 0x00], true).is_none());
     }
 
@@ -261,7 +280,11 @@ mod tests {
         scalar.extend_from_slice(&[0x9a; 32]);
         asn1::write(OCTET_STRING, &scalar, &mut body);
         let mut oid = Vec::new();
-        asn1::write(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], &mut oid);
+        asn1::write(
+            OID,
+            &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+            &mut oid,
+        );
         asn1::write(0xa0, &oid, &mut body);
         let mut der = Vec::new();
         asn1::write(SEQUENCE, &body, &mut der);

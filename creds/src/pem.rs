@@ -29,7 +29,10 @@ pub fn parse(text: &[u8]) -> Result<Vec<PemBlock>, PemError> {
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let line = line.trim();
-        let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) else {
+        let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
             continue;
         };
         let end = format!("-----END {label}-----");
@@ -53,7 +56,10 @@ pub fn parse(text: &[u8]) -> Result<Vec<PemBlock>, PemError> {
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
             .map_err(|_| PemError::BadBase64(label.to_string()))?;
-        blocks.push(PemBlock { label: label.to_string(), der: Zeroizing::new(der) });
+        blocks.push(PemBlock {
+            label: label.to_string(),
+            der: Zeroizing::new(der),
+        });
     }
     Ok(blocks)
 }
@@ -76,7 +82,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(parse(b"-----BEGIN A-----\nAAEC\n"), Err(PemError::Unterminated(_))));
+        assert!(matches!(
+            parse(b"-----BEGIN A-----\nAAEC\n"),
+            Err(PemError::Unterminated(_))
+        ));
         assert!(matches!(
             parse(b"-----BEGIN A-----\n!!\n-----END A-----\n"),
             Err(PemError::BadBase64(_))

@@ -19,8 +19,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::x509::{CA_CERT, CLIENT_CERT, CLIENT_KEY, SERVER_CERT, SERVER_KEY};
@@ -116,11 +116,22 @@ pub fn init(opts: &PkiOptions) -> Result<PkiFiles, PkiError> {
         ips.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
     }
     for h in &hostnames {
-        if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')) {
+        if h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*'))
+        {
             return Err(PkiError::BadHostname(h.clone()));
         }
     }
-    let files = [CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY];
+    let files = [
+        CA_CERT,
+        CA_KEY,
+        SERVER_CERT,
+        SERVER_KEY,
+        CLIENT_CERT,
+        CLIENT_KEY,
+    ];
     if !opts.force {
         for f in files {
             let p = opts.dir.join(f);
@@ -129,8 +140,10 @@ pub fn init(opts: &PkiOptions) -> Result<PkiFiles, PkiError> {
             }
         }
     }
-    std::fs::create_dir_all(&opts.dir)
-        .map_err(|e| PkiError::Write { path: opts.dir.display().to_string(), reason: e.to_string() })?;
+    std::fs::create_dir_all(&opts.dir).map_err(|e| PkiError::Write {
+        path: opts.dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
 
     // CA
     let ca_key = KeyPair::generate().map_err(gen)?;
@@ -146,16 +159,24 @@ pub fn init(opts: &PkiOptions) -> Result<PkiFiles, PkiError> {
     // Server
     let server_key = KeyPair::generate().map_err(gen)?;
     let mut server = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
-    let server_cn = hostnames.first().cloned().unwrap_or_else(|| ips[0].to_string());
+    let server_cn = hostnames
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ips[0].to_string());
     server.distinguished_name = name(&opts.organization, &server_cn);
     for h in &hostnames {
-        server.subject_alt_names.push(SanType::DnsName(h.clone().try_into().map_err(gen)?));
+        server
+            .subject_alt_names
+            .push(SanType::DnsName(h.clone().try_into().map_err(gen)?));
     }
     for ip in &ips {
         server.subject_alt_names.push(SanType::IpAddress(*ip));
     }
     server.is_ca = IsCa::ExplicitNoCa;
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    server.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.serial_number = Some(serial());
     validity(&mut server, opts.days);
@@ -166,7 +187,10 @@ pub fn init(opts: &PkiOptions) -> Result<PkiFiles, PkiError> {
     let mut client = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
     client.distinguished_name = name(&opts.organization, &opts.client_cn);
     client.is_ca = IsCa::ExplicitNoCa;
-    client.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    client.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     client.serial_number = Some(serial());
     validity(&mut client, opts.days);
@@ -191,7 +215,10 @@ pub fn init(opts: &PkiOptions) -> Result<PkiFiles, PkiError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(), PkiError> {
-    let werr = |e: std::io::Error| PkiError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let werr = |e: std::io::Error| PkiError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     if force {
         // Replace rather than truncate, so an old, more permissive mode never applies.
         match std::fs::remove_file(path) {

@@ -180,7 +180,9 @@ fn read_file(path: &std::path::Path) -> Result<Zeroizing<Vec<u8>>, SecretError> 
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut buf = Zeroizing::new(Vec::new());
-    file.take(MAX_SECRET_FILE + 1).read_to_end(&mut buf).map_err(unreadable)?;
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(unreadable)?;
     if buf.len() as u64 > MAX_SECRET_FILE {
         return Err(SecretError::FileTooLarge { path: shown });
     }
@@ -257,16 +259,28 @@ mod tests {
         let s = Secret::new(b"letmein".to_vec());
         let shown = format!("{s:?}");
         assert!(!shown.contains("letmein"), "{shown}");
-        let spec = SecretSpec { data: Some(Zeroizing::new("letmein".into())), ..Default::default() };
+        let spec = SecretSpec {
+            data: Some(Zeroizing::new("letmein".into())),
+            ..Default::default()
+        };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("letmein"), "{shown}");
     }
 
     #[test]
     fn qbase64_accepts_newlines_and_rejects_garbage() {
-        assert_eq!(&qbase64_decode(b"bGV0\nbWVpbg==\n").unwrap()[..], b"letmein");
-        assert_eq!(qbase64_decode(b"bGV0 bWVpbg==").unwrap_err(), SecretError::Base64InvalidChars);
-        assert_eq!(qbase64_decode(b"bGV0b").unwrap_err(), SecretError::Base64BadLength);
+        assert_eq!(
+            &qbase64_decode(b"bGV0\nbWVpbg==\n").unwrap()[..],
+            b"letmein"
+        );
+        assert_eq!(
+            qbase64_decode(b"bGV0 bWVpbg==").unwrap_err(),
+            SecretError::Base64InvalidChars
+        );
+        assert_eq!(
+            qbase64_decode(b"bGV0b").unwrap_err(),
+            SecretError::Base64BadLength
+        );
     }
 
     #[test]

@@ -28,8 +28,16 @@ pub const SERVER_KEY_PASSWORD: &str = "s3rv3r-k3y-pw";
 pub const CLIENT_DN: &str = "C=GB,ST=London,L=City Of London,O=Bulkhead Test,CN=client.test";
 
 fn certtool(args: &[&str], dir: &Path) {
-    let out = Command::new("certtool").args(args).current_dir(dir).output().expect("run certtool (gnutls-bin)");
-    assert!(out.status.success(), "certtool {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("certtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run certtool (gnutls-bin)");
+    assert!(
+        out.status.success(),
+        "certtool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn template(dir: &Path, name: &str, text: &str) {
@@ -77,13 +85,29 @@ pub fn make(root: &Path) -> PathBuf {
     std::fs::create_dir_all(&raw).unwrap();
     let r = raw.as_path();
     // CA (QEMU docs: cn, ca, cert_signing_key; plus crl_signing_key for the CRL).
-    template(r, "ca.info", "cn = Bulkhead Test CA\nca\ncert_signing_key\ncrl_signing_key\nexpiration_days = 3650\n");
+    template(
+        r,
+        "ca.info",
+        "cn = Bulkhead Test CA\nca\ncert_signing_key\ncrl_signing_key\nexpiration_days = 3650\n",
+    );
     key(r, "ca-key.pem", false);
     certtool(
-        &["--generate-self-signed", "--load-privkey", "ca-key.pem", "--template", "ca.info", "--outfile", "ca-cert.pem"],
+        &[
+            "--generate-self-signed",
+            "--load-privkey",
+            "ca-key.pem",
+            "--template",
+            "ca.info",
+            "--outfile",
+            "ca-cert.pem",
+        ],
         r,
     );
-    template(r, "other.info", "cn = Unrelated CA\nca\ncert_signing_key\nexpiration_days = 3650\n");
+    template(
+        r,
+        "other.info",
+        "cn = Unrelated CA\nca\ncert_signing_key\nexpiration_days = 3650\n",
+    );
     key(r, "other-key.pem", true);
     certtool(
         &[
@@ -125,12 +149,40 @@ pub fn make(root: &Path) -> PathBuf {
          tls_www_server\nencryption_key\nsigning_key\n\
          activation_date = \"2020-01-01 00:00:00\"\nexpiration_date = \"2021-01-01 00:00:00\"\n",
     );
-    issue(r, "ca", "server-key.pem", "server-expired.info", "server-expired-cert.pem");
-    template(r, "purpose.info", "cn = server.test\ndns_name = localhost\ntls_www_client\nsigning_key\nencryption_key\n");
-    issue(r, "ca", "server-key.pem", "purpose.info", "server-purpose-cert.pem");
-    template(r, "notca.info", "cn = Not A CA\nsigning_key\nexpiration_days = 365\n");
+    issue(
+        r,
+        "ca",
+        "server-key.pem",
+        "server-expired.info",
+        "server-expired-cert.pem",
+    );
+    template(
+        r,
+        "purpose.info",
+        "cn = server.test\ndns_name = localhost\ntls_www_client\nsigning_key\nencryption_key\n",
+    );
+    issue(
+        r,
+        "ca",
+        "server-key.pem",
+        "purpose.info",
+        "server-purpose-cert.pem",
+    );
+    template(
+        r,
+        "notca.info",
+        "cn = Not A CA\nsigning_key\nexpiration_days = 365\n",
+    );
     certtool(
-        &["--generate-self-signed", "--load-privkey", "other-key.pem", "--template", "notca.info", "--outfile", "notca.pem"],
+        &[
+            "--generate-self-signed",
+            "--load-privkey",
+            "other-key.pem",
+            "--template",
+            "notca.info",
+            "--outfile",
+            "notca.pem",
+        ],
         r,
     );
     // Clients (QEMU docs' client template).
@@ -140,20 +192,50 @@ pub fn make(root: &Path) -> PathBuf {
              tls_www_client\nencryption_key\nsigning_key\n{extra}"
         )
     };
-    template(r, "client.info", &client("client.test", "expiration_days = 365\n"));
+    template(
+        r,
+        "client.info",
+        &client("client.test", "expiration_days = 365\n"),
+    );
     key(r, "client-key.pem", true);
     issue(r, "ca", "client-key.pem", "client.info", "client-cert.pem");
-    template(r, "revoked.info", &client("revoked.test", "expiration_days = 365\n"));
+    template(
+        r,
+        "revoked.info",
+        &client("revoked.test", "expiration_days = 365\n"),
+    );
     key(r, "revoked-key.pem", true);
-    issue(r, "ca", "revoked-key.pem", "revoked.info", "revoked-cert.pem");
+    issue(
+        r,
+        "ca",
+        "revoked-key.pem",
+        "revoked.info",
+        "revoked-cert.pem",
+    );
     template(
         r,
         "client-expired.info",
         &client("expired.test", "activation_date = \"2020-01-01 00:00:00\"\nexpiration_date = \"2021-01-01 00:00:00\"\n"),
     );
-    issue(r, "ca", "client-key.pem", "client-expired.info", "client-expired-cert.pem");
-    template(r, "client-other.info", &client("other.test", "expiration_days = 365\n"));
-    issue(r, "other", "client-key.pem", "client-other.info", "client-other-cert.pem");
+    issue(
+        r,
+        "ca",
+        "client-key.pem",
+        "client-expired.info",
+        "client-expired-cert.pem",
+    );
+    template(
+        r,
+        "client-other.info",
+        &client("other.test", "expiration_days = 365\n"),
+    );
+    issue(
+        r,
+        "other",
+        "client-key.pem",
+        "client-other.info",
+        "client-other-cert.pem",
+    );
     // CRL revoking revoked.test.
     template(r, "crl.info", "crl_next_update = 30\ncrl_number = 1\n");
     certtool(
@@ -174,16 +256,105 @@ pub fn make(root: &Path) -> PathBuf {
     );
     let ca = ("ca-cert.pem", "ca-cert.pem");
     let crl = ("ca-crl.pem", "ca-crl.pem");
-    copy(r, root, "server", &[ca, crl, ("server-cert.pem", "server-cert.pem"), ("server-key-p8.pem", "server-key.pem")]);
-    copy(r, root, "server-plainkey", &[ca, crl, ("server-cert.pem", "server-cert.pem"), ("server-key.pem", "server-key.pem")]);
-    copy(r, root, "server-expired", &[ca, ("server-expired-cert.pem", "server-cert.pem"), ("server-key.pem", "server-key.pem")]);
-    copy(r, root, "client", &[ca, crl, ("client-cert.pem", "client-cert.pem"), ("client-key.pem", "client-key.pem")]);
-    copy(r, root, "client-revoked", &[ca, ("revoked-cert.pem", "client-cert.pem"), ("revoked-key.pem", "client-key.pem")]);
-    copy(r, root, "client-expired", &[ca, ("client-expired-cert.pem", "client-cert.pem"), ("client-key.pem", "client-key.pem")]);
-    copy(r, root, "client-otherca", &[ca, ("client-other-cert.pem", "client-cert.pem"), ("client-key.pem", "client-key.pem")]);
+    copy(
+        r,
+        root,
+        "server",
+        &[
+            ca,
+            crl,
+            ("server-cert.pem", "server-cert.pem"),
+            ("server-key-p8.pem", "server-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "server-plainkey",
+        &[
+            ca,
+            crl,
+            ("server-cert.pem", "server-cert.pem"),
+            ("server-key.pem", "server-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "server-expired",
+        &[
+            ca,
+            ("server-expired-cert.pem", "server-cert.pem"),
+            ("server-key.pem", "server-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "client",
+        &[
+            ca,
+            crl,
+            ("client-cert.pem", "client-cert.pem"),
+            ("client-key.pem", "client-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "client-revoked",
+        &[
+            ca,
+            ("revoked-cert.pem", "client-cert.pem"),
+            ("revoked-key.pem", "client-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "client-expired",
+        &[
+            ca,
+            ("client-expired-cert.pem", "client-cert.pem"),
+            ("client-key.pem", "client-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "client-otherca",
+        &[
+            ca,
+            ("client-other-cert.pem", "client-cert.pem"),
+            ("client-key.pem", "client-key.pem"),
+        ],
+    );
     copy(r, root, "client-nocert", &[ca]);
-    copy(r, root, "client-wrongca", &[("other-cert.pem", "ca-cert.pem")]);
-    copy(r, root, "bad-notca", &[("notca.pem", "ca-cert.pem"), ("server-cert.pem", "server-cert.pem"), ("server-key.pem", "server-key.pem")]);
-    copy(r, root, "bad-purpose", &[ca, ("server-purpose-cert.pem", "server-cert.pem"), ("server-key.pem", "server-key.pem")]);
+    copy(
+        r,
+        root,
+        "client-wrongca",
+        &[("other-cert.pem", "ca-cert.pem")],
+    );
+    copy(
+        r,
+        root,
+        "bad-notca",
+        &[
+            ("notca.pem", "ca-cert.pem"),
+            ("server-cert.pem", "server-cert.pem"),
+            ("server-key.pem", "server-key.pem"),
+        ],
+    );
+    copy(
+        r,
+        root,
+        "bad-purpose",
+        &[
+            ca,
+            ("server-purpose-cert.pem", "server-cert.pem"),
+            ("server-key.pem", "server-key.pem"),
+        ],
+    );
     root.to_path_buf()
 }

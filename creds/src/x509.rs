@@ -101,7 +101,12 @@ pub struct PrivateKeyMaterial {
 
 impl fmt::Debug for PrivateKeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PrivateKeyMaterial({:?}, <redacted, {} bytes>)", self.kind, self.der.len())
+        write!(
+            f,
+            "PrivateKeyMaterial({:?}, <redacted, {} bytes>)",
+            self.kind,
+            self.der.len()
+        )
     }
 }
 
@@ -139,7 +144,10 @@ impl fmt::Debug for X509Material {
         f.debug_struct("X509Material")
             .field("endpoint", &self.endpoint)
             .field("verify_peer", &self.verify_peer)
-            .field("cert_chain", &format_args!("{} certs", self.cert_chain.len()))
+            .field(
+                "cert_chain",
+                &format_args!("{} certs", self.cert_chain.len()),
+            )
             .field("key", &self.key)
             .field("ca_certs", &format_args!("{} certs", self.ca_certs.len()))
             .field("crls", &format_args!("{} CRLs", self.crls.len()))
@@ -198,13 +206,20 @@ pub enum X509Error {
     #[error("Certificate {0} purpose does not allow use with a TLS {1}")]
     WrongPurpose(String, &'static str),
     #[error("Our own certificate {cert} failed validation against {ca}: {reason}")]
-    ChainInvalid { cert: String, ca: String, reason: String },
+    ChainInvalid {
+        cert: String,
+        ca: String,
+        reason: String,
+    },
     #[error("Invalid CRL in {path}: {reason}")]
     BadCrl { path: String, reason: String },
     #[error("Invalid TLS host name '{0}'")]
     BadHostname(String),
     #[error("These credentials are for a TLS {have}, not a {want}")]
-    WrongEndpoint { have: &'static str, want: &'static str },
+    WrongEndpoint {
+        have: &'static str,
+        want: &'static str,
+    },
     #[error("Cannot build TLS configuration: {0}")]
     Config(String),
 }
@@ -212,22 +227,32 @@ pub enum X509Error {
 fn read_limited(path: &Path) -> Result<Zeroizing<Vec<u8>>, X509Error> {
     use std::io::Read;
     let shown = path.display().to_string();
-    let f = std::fs::File::open(path)
-        .map_err(|e| X509Error::Unreadable { path: shown.clone(), reason: e.to_string() })?;
+    let f = std::fs::File::open(path).map_err(|e| X509Error::Unreadable {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
     let mut buf = Zeroizing::new(Vec::new());
     f.take(MAX_FILE + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| X509Error::Unreadable { path: shown.clone(), reason: e.to_string() })?;
+        .map_err(|e| X509Error::Unreadable {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
     if buf.len() as u64 > MAX_FILE {
-        return Err(X509Error::BadFile { path: shown, reason: "file too large".into() });
+        return Err(X509Error::BadFile {
+            path: shown,
+            reason: "file too large".into(),
+        });
     }
     Ok(buf)
 }
 
 fn pem_blocks(path: &Path) -> Result<Vec<pem::PemBlock>, X509Error> {
     let text = read_limited(path)?;
-    pem::parse(&text)
-        .map_err(|e| X509Error::BadFile { path: path.display().to_string(), reason: e.to_string() })
+    pem::parse(&text).map_err(|e| X509Error::BadFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn load_certs(path: &Path) -> Result<Vec<Vec<u8>>, X509Error> {
@@ -259,7 +284,10 @@ fn load_crls(path: &Path) -> Result<Vec<Vec<u8>>, X509Error> {
     }
     for der in &crls {
         x509_parser::revocation_list::CertificateRevocationList::from_der(der).map_err(|e| {
-            X509Error::BadCrl { path: path.display().to_string(), reason: e.to_string() }
+            X509Error::BadCrl {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
         })?;
     }
     Ok(crls)
@@ -273,14 +301,25 @@ fn load_key(path: &Path, password: Option<&Secret>) -> Result<PrivateKeyMaterial
             "RSA PRIVATE KEY" => KeyKind::Pkcs1,
             "EC PRIVATE KEY" => KeyKind::Sec1,
             "ENCRYPTED PRIVATE KEY" => {
-                let password = password.ok_or_else(|| X509Error::KeyNeedsPassword(shown.clone()))?;
-                let der = crate::p8::decrypt(&block.der, password.expose())
-                    .map_err(|e| X509Error::KeyDecrypt { path: shown.clone(), reason: e.to_string() })?;
-                return Ok(repaired(PrivateKeyMaterial { kind: KeyKind::Pkcs8, der }));
+                let password =
+                    password.ok_or_else(|| X509Error::KeyNeedsPassword(shown.clone()))?;
+                let der = crate::p8::decrypt(&block.der, password.expose()).map_err(|e| {
+                    X509Error::KeyDecrypt {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                return Ok(repaired(PrivateKeyMaterial {
+                    kind: KeyKind::Pkcs8,
+                    der,
+                }));
             }
             _ => continue,
         };
-        return Ok(repaired(PrivateKeyMaterial { kind, der: block.der }));
+        return Ok(repaired(PrivateKeyMaterial {
+            kind,
+            der: block.der,
+        }));
     }
     Err(X509Error::NoKey(shown))
 }
@@ -293,7 +332,10 @@ fn repaired(key: PrivateKeyMaterial) -> PrivateKeyMaterial {
         KeyKind::Pkcs1 => None,
     };
     match fixed {
-        Some(der) => PrivateKeyMaterial { kind: key.kind, der },
+        Some(der) => PrivateKeyMaterial {
+            kind: key.kind,
+            der,
+        },
         None => key,
     }
 }
@@ -319,8 +361,10 @@ fn check_times(cert: &X509Certificate<'_>, file: &str) -> Result<(), X509Error> 
 /// needed purpose is an error even when not critical (rustls would refuse the
 /// certificate at handshake time anyway).
 fn check_cert(der: &[u8], file: &str, role: Role) -> Result<(), X509Error> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| X509Error::BadFile { path: file.to_string(), reason: e.to_string() })?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| X509Error::BadFile {
+        path: file.to_string(),
+        reason: e.to_string(),
+    })?;
     check_times(&cert, file)?;
     let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
     match role {
@@ -386,7 +430,9 @@ fn root_store(ca_certs: &[Vec<u8>]) -> Result<RootCertStore, X509Error> {
 }
 
 fn crl_ders(crls: &[Vec<u8>]) -> Vec<CertificateRevocationListDer<'static>> {
-    crls.iter().map(|c| CertificateRevocationListDer::from(c.clone())).collect()
+    crls.iter()
+        .map(|c| CertificateRevocationListDer::from(c.clone()))
+        .collect()
 }
 
 impl X509Material {
@@ -397,7 +443,13 @@ impl X509Material {
         verify_peer: bool,
         password: Option<&Secret>,
     ) -> Result<Self, X509Error> {
-        Self::load_with(&X509LoadOptions { dir, endpoint, verify_peer, password, sanity_check: true })
+        Self::load_with(&X509LoadOptions {
+            dir,
+            endpoint,
+            verify_peer,
+            password,
+            sanity_check: true,
+        })
     }
 
     /// Read a `tls-creds-x509` directory with explicit options.
@@ -406,14 +458,21 @@ impl X509Material {
         let ca_path = path(CA_CERT);
         let ca_certs = load_certs(&ca_path)?;
         let crl_path = path(CA_CRL);
-        let crls = if crl_path.exists() { load_crls(&crl_path)? } else { Vec::new() };
+        let crls = if crl_path.exists() {
+            load_crls(&crl_path)?
+        } else {
+            Vec::new()
+        };
         let (cert_name, key_name) = match opts.endpoint {
             Endpoint::Server => (SERVER_CERT, SERVER_KEY),
             Endpoint::Client => (CLIENT_CERT, CLIENT_KEY),
         };
         let (cert_path, key_path) = (path(cert_name), path(key_name));
         let (cert_chain, key) = match (cert_path.exists(), key_path.exists(), opts.endpoint) {
-            (true, true, _) => (load_certs(&cert_path)?, Some(load_key(&key_path, opts.password)?)),
+            (true, true, _) => (
+                load_certs(&cert_path)?,
+                Some(load_key(&key_path, opts.password)?),
+            ),
             (false, false, Endpoint::Client) => (Vec::new(), None),
             (false, _, Endpoint::Server) => {
                 return Err(X509Error::Unreadable {
@@ -435,10 +494,18 @@ impl X509Material {
             }
         };
         if path(DH_PARAMS).exists() {
-            tracing::debug!("{DH_PARAMS} present: accepted, unused (rustls uses its own ECDHE groups)");
+            tracing::debug!(
+                "{DH_PARAMS} present: accepted, unused (rustls uses its own ECDHE groups)"
+            );
         }
-        let material =
-            X509Material { endpoint: opts.endpoint, verify_peer: opts.verify_peer, cert_chain, key, ca_certs, crls };
+        let material = X509Material {
+            endpoint: opts.endpoint,
+            verify_peer: opts.verify_peer,
+            cert_chain,
+            key,
+            ca_certs,
+            crls,
+        };
         if let Some(key) = &material.key {
             material.check_key_matches(key, &cert_path, &key_path)?;
         }
@@ -448,14 +515,24 @@ impl X509Material {
         Ok(material)
     }
 
-    fn check_key_matches(&self, key: &PrivateKeyMaterial, cert: &Path, key_path: &Path) -> Result<(), X509Error> {
-        let signing = provider().key_provider.load_private_key(key.to_rustls()).map_err(|e| {
-            X509Error::BadFile { path: key_path.display().to_string(), reason: format!("unusable private key: {e}") }
-        })?;
-        let (_, parsed) = X509Certificate::from_der(&self.cert_chain[0]).map_err(|e| X509Error::BadFile {
-            path: cert.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    fn check_key_matches(
+        &self,
+        key: &PrivateKeyMaterial,
+        cert: &Path,
+        key_path: &Path,
+    ) -> Result<(), X509Error> {
+        let signing = provider()
+            .key_provider
+            .load_private_key(key.to_rustls())
+            .map_err(|e| X509Error::BadFile {
+                path: key_path.display().to_string(),
+                reason: format!("unusable private key: {e}"),
+            })?;
+        let (_, parsed) =
+            X509Certificate::from_der(&self.cert_chain[0]).map_err(|e| X509Error::BadFile {
+                path: cert.display().to_string(),
+                reason: e.to_string(),
+            })?;
         match signing.public_key() {
             Some(spki) if spki.as_ref() != parsed.public_key().raw => Err(X509Error::KeyMismatch {
                 cert: cert.display().to_string(),
@@ -468,7 +545,12 @@ impl X509Material {
     /// QEMU's creation-time checks: CA certificates are CAs and valid now; our own
     /// certificate is valid now, has the right usage/purpose, and chains to the CA
     /// (and is not revoked by `ca-crl.pem`).
-    fn sanity_check(&self, ca_path: &Path, cert_path: &Path, crl_path: &Path) -> Result<(), X509Error> {
+    fn sanity_check(
+        &self,
+        ca_path: &Path,
+        cert_path: &Path,
+        crl_path: &Path,
+    ) -> Result<(), X509Error> {
         let ca_name = ca_path.display().to_string();
         for der in &self.ca_certs {
             check_cert(der, &ca_name, Role::Ca)?;
@@ -483,8 +565,10 @@ impl X509Material {
             let roots = Arc::new(root_store(&self.ca_certs)?);
             let crls = crl_ders(&self.crls);
             let leaf = CertificateDer::from(leaf.clone());
-            let inter: Vec<CertificateDer<'static>> =
-                self.cert_chain[1..].iter().map(|c| CertificateDer::from(c.clone())).collect();
+            let inter: Vec<CertificateDer<'static>> = self.cert_chain[1..]
+                .iter()
+                .map(|c| CertificateDer::from(c.clone()))
+                .collect();
             let fail = |reason: String| X509Error::ChainInvalid {
                 cert: cert_name.clone(),
                 ca: ca_name.clone(),
@@ -501,7 +585,8 @@ impl X509Material {
                         .allow_unknown_revocation_status()
                         .build()
                         .map_err(bad_crl)?;
-                    v.verify_client_cert(&leaf, &inter, UnixTime::now()).map_err(|e| fail(describe(&e)))?;
+                    v.verify_client_cert(&leaf, &inter, UnixTime::now())
+                        .map_err(|e| fail(describe(&e)))?;
                 }
                 Endpoint::Server => {
                     let v = WebPkiServerVerifier::builder_with_provider(roots, provider())
@@ -525,33 +610,45 @@ impl X509Material {
         Ok(())
     }
 
-    fn certified(&self) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, X509Error> {
+    fn certified(
+        &self,
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, X509Error> {
         match (&self.key, self.cert_chain.is_empty()) {
             (Some(key), false) => Ok(Some((
-                self.cert_chain.iter().map(|c| CertificateDer::from(c.clone())).collect(),
+                self.cert_chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect(),
                 key.to_rustls(),
             ))),
             (None, true) => Ok(None),
-            _ => Err(X509Error::Config("certificate chain and key must come together".into())),
+            _ => Err(X509Error::Config(
+                "certificate chain and key must come together".into(),
+            )),
         }
     }
 
     /// Build the rustls server configuration. Pure: no file access.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, X509Error> {
         if self.endpoint != Endpoint::Server {
-            return Err(X509Error::WrongEndpoint { have: self.endpoint.name(), want: "server" });
+            return Err(X509Error::WrongEndpoint {
+                have: self.endpoint.name(),
+                want: "server",
+            });
         }
         let cfg_err = |e: rustls::Error| X509Error::Config(e.to_string());
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(cfg_err)?;
         let builder = if self.verify_peer {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(&self.ca_certs)?), provider())
-                    .with_crls(crl_ders(&self.crls))
-                    .allow_unknown_revocation_status()
-                    .build()
-                    .map_err(|e| X509Error::Config(e.to_string()))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(root_store(&self.ca_certs)?),
+                provider(),
+            )
+            .with_crls(crl_ders(&self.crls))
+            .allow_unknown_revocation_status()
+            .build()
+            .map_err(|e| X509Error::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
@@ -568,30 +665,46 @@ impl X509Material {
     /// `tls-hostname` override. Pure: no file access.
     pub fn client_config(&self, hostname: &str) -> Result<ClientTls, X509Error> {
         if self.endpoint != Endpoint::Client {
-            return Err(X509Error::WrongEndpoint { have: self.endpoint.name(), want: "client" });
+            return Err(X509Error::WrongEndpoint {
+                have: self.endpoint.name(),
+                want: "client",
+            });
         }
-        let server_name = ServerName::try_from(hostname.trim_start_matches('[').trim_end_matches(']').to_string())
-            .map_err(|_| X509Error::BadHostname(hostname.to_string()))?;
+        let server_name = ServerName::try_from(
+            hostname
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|_| X509Error::BadHostname(hostname.to_string()))?;
         let cfg_err = |e: rustls::Error| X509Error::Config(e.to_string());
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(cfg_err)?;
         let builder = if self.verify_peer {
-            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(&self.ca_certs)?), provider())
-                .with_crls(crl_ders(&self.crls))
-                .allow_unknown_revocation_status()
-                .build()
-                .map_err(|e| X509Error::Config(e.to_string()))?;
+            let verifier = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(&self.ca_certs)?),
+                provider(),
+            )
+            .with_crls(crl_ders(&self.crls))
+            .allow_unknown_revocation_status()
+            .build()
+            .map_err(|e| X509Error::Config(e.to_string()))?;
             builder.with_webpki_verifier(verifier)
         } else {
             tracing::warn!("tls-creds-x509 endpoint=client verify-peer=off: the server certificate is not checked");
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(NoServerVerification(provider())))
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoServerVerification(provider())))
         };
         let cfg = match self.certified()? {
             Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(cfg_err)?,
             None => builder.with_no_client_auth(),
         };
-        Ok(ClientTls { config: Arc::new(cfg), server_name })
+        Ok(ClientTls {
+            config: Arc::new(cfg),
+            server_name,
+        })
     }
 }
 
@@ -624,7 +737,12 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -632,7 +750,12 @@ impl ServerCertVerifier for NoServerVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -645,7 +768,9 @@ pub fn describe(e: &rustls::Error) -> String {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not yet active".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the certificate is not yet active".into()
+            }
             C::Revoked => "the certificate has been revoked".into(),
             C::UnknownIssuer => "the certificate hasn't got a known issuer".into(),
             C::BadSignature => "the certificate signature is invalid".into(),

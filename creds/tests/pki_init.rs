@@ -23,18 +23,31 @@ fn verified_by_certtool_and_openssl() {
     make(dir.path());
     for cert in ["server-cert.pem", "client-cert.pem"] {
         let out = Command::new("certtool")
-            .args(["--verify", "--load-ca-certificate", "ca-cert.pem", "--infile", cert])
+            .args([
+                "--verify",
+                "--load-ca-certificate",
+                "ca-cert.pem",
+                "--infile",
+                cert,
+            ])
             .current_dir(dir.path())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("Chain verification output: Verified"), "{cert}: {text}");
+        assert!(
+            out.status.success() && text.contains("Chain verification output: Verified"),
+            "{cert}: {text}"
+        );
         let out = Command::new("openssl")
             .args(["verify", "-CAfile", "ca-cert.pem", cert])
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{cert}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cert}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Purposes as openssl sees them.
     let purpose = |cert: &str, p: &str| {
@@ -52,17 +65,37 @@ fn verified_by_certtool_and_openssl() {
     assert!(!purpose("client-cert.pem", "sslserver"));
     // Extensions as certtool prints them.
     let info = |cert: &str| {
-        let o = Command::new("certtool").args(["-i", "--infile", cert]).current_dir(dir.path()).output().unwrap();
+        let o = Command::new("certtool")
+            .args(["-i", "--infile", cert])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let ca = info("ca-cert.pem");
     assert!(ca.contains("Certificate Authority (CA): TRUE"), "{ca}");
-    assert!(ca.contains("Certificate signing") && ca.contains("CRL signing"), "{ca}");
+    assert!(
+        ca.contains("Certificate signing") && ca.contains("CRL signing"),
+        "{ca}"
+    );
     let srv = info("server-cert.pem");
-    assert!(srv.contains("DNSname: vmhost.example") && srv.contains("IPAddress: 127.0.0.1") && srv.contains("IPAddress: ::1"), "{srv}");
-    assert!(srv.contains("TLS WWW Server") && srv.contains("Digital signature") && srv.contains("Key encipherment"), "{srv}");
+    assert!(
+        srv.contains("DNSname: vmhost.example")
+            && srv.contains("IPAddress: 127.0.0.1")
+            && srv.contains("IPAddress: ::1"),
+        "{srv}"
+    );
+    assert!(
+        srv.contains("TLS WWW Server")
+            && srv.contains("Digital signature")
+            && srv.contains("Key encipherment"),
+        "{srv}"
+    );
     let cli = info("client-cert.pem");
-    assert!(cli.contains("TLS WWW Client") && cli.contains("CN=migration-client"), "{cli}");
+    assert!(
+        cli.contains("TLS WWW Client") && cli.contains("CN=migration-client"),
+        "{cli}"
+    );
 }
 
 #[test]
@@ -70,20 +103,39 @@ fn key_modes_and_no_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = make(dir.path());
     for key in ["ca-key.pem", "server-key.pem", "client-key.pem"] {
-        let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
     let before = std::fs::read(dir.path().join("ca-cert.pem")).unwrap();
     let e = init(&o).unwrap_err();
     assert!(matches!(e, PkiError::Exists(_)), "{e}");
     assert!(e.to_string().contains("--force"));
-    assert_eq!(std::fs::read(dir.path().join("ca-cert.pem")).unwrap(), before, "nothing overwritten");
+    assert_eq!(
+        std::fs::read(dir.path().join("ca-cert.pem")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
     // An old permissive key file is replaced, not reused, with force.
-    std::fs::set_permissions(dir.path().join("server-key.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("server-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     o.force = true;
     init(&o).unwrap();
-    assert_ne!(std::fs::read(dir.path().join("ca-cert.pem")).unwrap(), before);
-    let mode = std::fs::metadata(dir.path().join("server-key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_ne!(
+        std::fs::read(dir.path().join("ca-cert.pem")).unwrap(),
+        before
+    );
+    let mode = std::fs::metadata(dir.path().join("server-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }
 

@@ -15,7 +15,16 @@ fn hex(bytes: &[u8]) -> String {
 /// `printf PLAIN | openssl enc -aes-256-cbc -a -K KEYHEX -iv IVHEX`
 fn openssl_encrypt(plain: &[u8], key: &[u8], iv: &[u8]) -> String {
     let mut child = Command::new("openssl")
-        .args(["enc", "-aes-256-cbc", "-a", "-A", "-K", &hex(key), "-iv", &hex(iv)])
+        .args([
+            "enc",
+            "-aes-256-cbc",
+            "-a",
+            "-A",
+            "-K",
+            &hex(key),
+            "-iv",
+            &hex(iv),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -29,13 +38,18 @@ fn openssl_encrypt(plain: &[u8], key: &[u8], iv: &[u8]) -> String {
 
 /// `openssl rand -base64 N`
 fn openssl_rand_b64(n: usize) -> String {
-    let out = Command::new("openssl").args(["rand", "-base64", &n.to_string()]).output().unwrap();
+    let out = Command::new("openssl")
+        .args(["rand", "-base64", &n.to_string()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn b64d(s: &str) -> Vec<u8> {
-    creds::secret::qbase64_decode(s.as_bytes()).unwrap().to_vec()
+    creds::secret::qbase64_decode(s.as_bytes())
+        .unwrap()
+        .to_vec()
 }
 
 fn spec(data: Option<&str>, file: Option<&Path>, format: SecretFormat) -> SecretSpec {
@@ -81,23 +95,43 @@ fn fixture(plain: &[u8]) -> Fixture {
     assert_eq!(master.len(), 32);
     let iv0 = openssl_rand_b64(16).trim().to_string();
     let sec0 = openssl_encrypt(plain, &master, &b64d(&iv0));
-    Fixture { _dir: dir, master_file, master, iv0, sec0 }
+    Fixture {
+        _dir: dir,
+        master_file,
+        master,
+        iv0,
+        sec0,
+    }
 }
 
 fn reg_with_master(f: &Fixture) -> Reg {
     let mut r = Reg(HashMap::new());
-    r.add("secmaster", &spec(None, Some(&f.master_file), SecretFormat::Base64)).unwrap();
+    r.add(
+        "secmaster",
+        &spec(None, Some(&f.master_file), SecretFormat::Base64),
+    )
+    .unwrap();
     assert_eq!(r.get("secmaster"), &f.master[..]);
     r
 }
 
 fn encrypted(f: &Fixture, keyid: &str) -> SecretSpec {
-    SecretSpec { keyid: Some(keyid.into()), iv: Some(f.iv0.clone()), ..spec(Some(&f.sec0), None, SecretFormat::Base64) }
+    SecretSpec {
+        keyid: Some(keyid.into()),
+        iv: Some(f.iv0.clone()),
+        ..spec(Some(&f.sec0), None, SecretFormat::Base64)
+    }
 }
 
 #[test]
 fn openssl_vectors_decrypt() {
-    for plain in [&b"letmein"[..], b"1234567", b"", b"exactly sixteen!", b"a longer password with spaces \xff\x00 and bytes"] {
+    for plain in [
+        &b"letmein"[..],
+        b"1234567",
+        b"",
+        b"exactly sixteen!",
+        b"a longer password with spaces \xff\x00 and bytes",
+    ] {
         let f = fixture(plain);
         let mut r = reg_with_master(&f);
         r.add("sec0", &encrypted(&f, "secmaster")).unwrap();
@@ -120,14 +154,21 @@ fn nested_master_from_file_then_tls_password() {
 fn plain_data_and_file_formats() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Reg(HashMap::new());
-    r.add("a", &spec(Some("letmein"), None, SecretFormat::Raw)).unwrap();
+    r.add("a", &spec(Some("letmein"), None, SecretFormat::Raw))
+        .unwrap();
     assert_eq!(r.get("a"), b"letmein");
-    r.add("b", &spec(Some("bGV0bWVpbg=="), None, SecretFormat::Base64)).unwrap();
+    r.add("b", &spec(Some("bGV0bWVpbg=="), None, SecretFormat::Base64))
+        .unwrap();
     assert_eq!(r.get("b"), b"letmein");
     let p = dir.path().join("mydisk.pw");
     std::fs::write(&p, "letmein\n").unwrap();
-    r.add("c", &spec(None, Some(&p), SecretFormat::Raw)).unwrap();
-    assert_eq!(r.get("c"), b"letmein\n", "raw file contents are used as-is, as in QEMU");
+    r.add("c", &spec(None, Some(&p), SecretFormat::Raw))
+        .unwrap();
+    assert_eq!(
+        r.get("c"),
+        b"letmein\n",
+        "raw file contents are used as-is, as in QEMU"
+    );
 }
 
 fn err(r: &Reg, s: &SecretSpec) -> String {
@@ -139,15 +180,22 @@ fn err(r: &Reg, s: &SecretSpec) -> String {
 fn error_unknown_keyid() {
     let f = fixture(b"letmein");
     let r = reg_with_master(&f);
-    assert_eq!(err(&r, &encrypted(&f, "nosuch")), "No secret with id 'nosuch'");
+    assert_eq!(
+        err(&r, &encrypted(&f, "nosuch")),
+        "No secret with id 'nosuch'"
+    );
 }
 
 #[test]
 fn error_wrong_key_length() {
     let f = fixture(b"letmein");
     let mut r = reg_with_master(&f);
-    r.add("short", &spec(Some("c2hvcnQ="), None, SecretFormat::Base64)).unwrap();
-    assert_eq!(err(&r, &encrypted(&f, "short")), "Key should be 32 bytes in length");
+    r.add("short", &spec(Some("c2hvcnQ="), None, SecretFormat::Base64))
+        .unwrap();
+    assert_eq!(
+        err(&r, &encrypted(&f, "short")),
+        "Key should be 32 bytes in length"
+    );
 }
 
 #[test]
@@ -173,7 +221,11 @@ fn error_wrong_master_key_is_bad_padding() {
         let f = fixture(b"letmein");
         let other = fixture(b"x");
         let mut r = Reg(HashMap::new());
-        r.add("wrong", &spec(None, Some(&other.master_file), SecretFormat::Base64)).unwrap();
+        r.add(
+            "wrong",
+            &spec(None, Some(&other.master_file), SecretFormat::Base64),
+        )
+        .unwrap();
         let e = err(&r, &encrypted(&f, "wrong"));
         if e.starts_with("Incorrect number of padding bytes") {
             failures += 1;
@@ -207,8 +259,18 @@ fn error_bad_base64() {
 #[test]
 fn error_unreadable_file() {
     let r = Reg(HashMap::new());
-    let e = err(&r, &spec(None, Some(Path::new("/nonexistent/master.b64")), SecretFormat::Base64));
-    assert!(e.starts_with("Unable to read /nonexistent/master.b64: "), "{e}");
+    let e = err(
+        &r,
+        &spec(
+            None,
+            Some(Path::new("/nonexistent/master.b64")),
+            SecretFormat::Base64,
+        ),
+    );
+    assert!(
+        e.starts_with("Unable to read /nonexistent/master.b64: "),
+        "{e}"
+    );
     assert!(e.contains("No such file"), "{e}");
 }
 
@@ -216,11 +278,20 @@ fn error_unreadable_file() {
 fn error_both_or_neither() {
     let r = Reg(HashMap::new());
     assert_eq!(
-        err(&r, &spec(Some("x"), Some(Path::new("/tmp/x")), SecretFormat::Raw)),
+        err(
+            &r,
+            &spec(Some("x"), Some(Path::new("/tmp/x")), SecretFormat::Raw)
+        ),
         "'file' and 'data' are mutually exclusive"
     );
-    assert_eq!(err(&r, &spec(None, None, SecretFormat::Raw)), "Either 'file' or 'data' must be provided");
-    assert!(matches!(SecretFormat::parse("hex"), Err(SecretError::BadFormat(_))));
+    assert_eq!(
+        err(&r, &spec(None, None, SecretFormat::Raw)),
+        "Either 'file' or 'data' must be provided"
+    );
+    assert!(matches!(
+        SecretFormat::parse("hex"),
+        Err(SecretError::BadFormat(_))
+    ));
 }
 
 #[test]

@@ -17,13 +17,27 @@ fn pki() -> &'static Path {
     })
 }
 
+/// `server/` loaded once: its key decryption costs 600 000 PBKDF2 rounds.
+fn server() -> &'static X509Material {
+    static M: OnceLock<X509Material> = OnceLock::new();
+    M.get_or_init(|| {
+        X509Material::load(
+            &pki().join("server"),
+            Endpoint::Server,
+            true,
+            Some(&password()),
+        )
+        .unwrap()
+    })
+}
+
 fn password() -> Secret {
     Secret::new(SERVER_KEY_PASSWORD.as_bytes().to_vec())
 }
 
 #[test]
 fn server_with_encrypted_pkcs8_key_loads() {
-    let m = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&password())).unwrap();
+    let m = server().clone();
     assert_eq!(m.cert_chain.len(), 1);
     assert_eq!(m.crls.len(), 1);
     assert!(m.key.is_some());
@@ -38,7 +52,10 @@ fn encrypted_key_needs_right_password() {
     let dir = pki().join("server");
     let e = X509Material::load(&dir, Endpoint::Server, true, None).unwrap_err();
     assert!(matches!(e, X509Error::KeyNeedsPassword(_)), "{e}");
-    assert!(e.to_string().contains("server-key.pem") && e.to_string().contains("passwordid"), "{e}");
+    assert!(
+        e.to_string().contains("server-key.pem") && e.to_string().contains("passwordid"),
+        "{e}"
+    );
     let wrong = Secret::new(b"not-the-password".to_vec());
     let e = X509Material::load(&dir, Endpoint::Server, true, Some(&wrong)).unwrap_err();
     assert!(matches!(e, X509Error::KeyDecrypt { .. }), "{e}");
@@ -50,10 +67,26 @@ fn encrypted_key_needs_right_password() {
 fn certtool_pkcs8_variants() {
     // What `certtool --to-p8 --pkcs-cipher X` emits, and how we answer.
     let raw = pki().join("raw");
-    for (cipher, ok) in [("aes-128", true), ("aes-192", true), ("aes-256", true), ("3des-pkcs12", false), ("3des", false)] {
+    for (cipher, ok) in [
+        ("aes-128", true),
+        ("aes-192", true),
+        ("aes-256", true),
+        ("3des-pkcs12", false),
+        ("3des", false),
+    ] {
         let out = format!("key-{cipher}.pem");
         let st = std::process::Command::new("certtool")
-            .args(["--to-p8", "--password", "pw", "--pkcs-cipher", cipher, "--load-privkey", "server-key.pem", "--outfile", &out])
+            .args([
+                "--to-p8",
+                "--password",
+                "pw",
+                "--pkcs-cipher",
+                cipher,
+                "--load-privkey",
+                "server-key.pem",
+                "--outfile",
+                &out,
+            ])
             .current_dir(&raw)
             .output()
             .unwrap();
@@ -69,7 +102,10 @@ fn certtool_pkcs8_variants() {
             r.unwrap();
         } else {
             let e = r.unwrap_err().to_string();
-            assert!(e.contains("unsupported PKCS#8 encryption") && e.contains("--pkcs-cipher aes-256"), "{cipher}: {e}");
+            assert!(
+                e.contains("unsupported PKCS#8 encryption") && e.contains("--pkcs-cipher aes-256"),
+                "{cipher}: {e}"
+            );
         }
     }
 }
@@ -88,7 +124,7 @@ fn client_loads_with_and_without_cert() {
 #[test]
 fn material_survives_serialization() {
     // The supervisor sends this to the service; the service builds configs from it.
-    let m = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&password())).unwrap();
+    let m = server().clone();
     let bytes = serde_json::to_vec(&m).unwrap();
     let back: X509Material = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back, m);
@@ -104,15 +140,24 @@ fn wrong_endpoint_refused() {
 
 fn load_err(dir: &str, endpoint: Endpoint) -> String {
     let pw = password();
-    X509Material::load(&pki().join(dir), endpoint, true, Some(&pw)).unwrap_err().to_string()
+    X509Material::load(&pki().join(dir), endpoint, true, Some(&pw))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn sanity_check_expired_names_file() {
     let e = load_err("server-expired", Endpoint::Server);
-    assert!(e.starts_with("The certificate ") && e.ends_with("server-expired/server-cert.pem has expired"), "{e}");
+    assert!(
+        e.starts_with("The certificate ")
+            && e.ends_with("server-expired/server-cert.pem has expired"),
+        "{e}"
+    );
     let e = load_err("client-expired", Endpoint::Client);
-    assert!(e.ends_with("client-expired/client-cert.pem has expired"), "{e}");
+    assert!(
+        e.ends_with("client-expired/client-cert.pem has expired"),
+        "{e}"
+    );
     // With the check off (the peer in handshake tests) it loads.
     X509Material::load_with(&X509LoadOptions {
         dir: &pki().join("client-expired"),
@@ -127,44 +172,85 @@ fn sanity_check_expired_names_file() {
 #[test]
 fn sanity_check_ca_not_a_ca() {
     let e = load_err("bad-notca", Endpoint::Server);
-    assert!(e.contains("bad-notca/ca-cert.pem basic constraints do not show a CA"), "{e}");
+    assert!(
+        e.contains("bad-notca/ca-cert.pem basic constraints do not show a CA"),
+        "{e}"
+    );
 }
 
 #[test]
 fn sanity_check_wrong_purpose() {
     let e = load_err("bad-purpose", Endpoint::Server);
-    assert!(e.contains("bad-purpose/server-cert.pem purpose does not allow use with a TLS server"), "{e}");
+    assert!(
+        e.contains("bad-purpose/server-cert.pem purpose does not allow use with a TLS server"),
+        "{e}"
+    );
 }
 
 #[test]
 fn sanity_check_chain_and_revocation() {
     let e = load_err("client-otherca", Endpoint::Client);
-    assert!(e.contains("client-otherca/client-cert.pem failed validation against"), "{e}");
+    assert!(
+        e.contains("client-otherca/client-cert.pem failed validation against"),
+        "{e}"
+    );
     assert!(e.contains("known issuer"), "{e}");
     // Our own revoked certificate, with the CRL present.
     let dir = tempfile::tempdir().unwrap();
     for f in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
         std::fs::copy(pki().join("client-revoked").join(f), dir.path().join(f)).unwrap();
     }
-    std::fs::copy(pki().join("server/ca-crl.pem"), dir.path().join("ca-crl.pem")).unwrap();
-    let e = X509Material::load(dir.path(), Endpoint::Client, true, None).unwrap_err().to_string();
+    std::fs::copy(
+        pki().join("server/ca-crl.pem"),
+        dir.path().join("ca-crl.pem"),
+    )
+    .unwrap();
+    let e = X509Material::load(dir.path(), Endpoint::Client, true, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("has been revoked"), "{e}");
 }
 
 #[test]
 fn missing_files_named() {
     let dir = tempfile::tempdir().unwrap();
-    let e = X509Material::load(dir.path(), Endpoint::Server, true, None).unwrap_err().to_string();
-    assert!(e.contains("ca-cert.pem") && e.contains("No such file"), "{e}");
-    std::fs::copy(pki().join("server/ca-cert.pem"), dir.path().join("ca-cert.pem")).unwrap();
-    let e = X509Material::load(dir.path(), Endpoint::Server, true, None).unwrap_err().to_string();
-    assert!(e.contains("server-cert.pem") && e.contains("required for endpoint=server"), "{e}");
-    std::fs::copy(pki().join("client/client-cert.pem"), dir.path().join("client-cert.pem")).unwrap();
-    let e = X509Material::load(dir.path(), Endpoint::Client, true, None).unwrap_err().to_string();
+    let e = X509Material::load(dir.path(), Endpoint::Server, true, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca-cert.pem") && e.contains("No such file"),
+        "{e}"
+    );
+    std::fs::copy(
+        pki().join("server/ca-cert.pem"),
+        dir.path().join("ca-cert.pem"),
+    )
+    .unwrap();
+    let e = X509Material::load(dir.path(), Endpoint::Server, true, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server-cert.pem") && e.contains("required for endpoint=server"),
+        "{e}"
+    );
+    std::fs::copy(
+        pki().join("client/client-cert.pem"),
+        dir.path().join("client-cert.pem"),
+    )
+    .unwrap();
+    let e = X509Material::load(dir.path(), Endpoint::Client, true, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("must both be present"), "{e}");
     // A mismatched key.
-    std::fs::copy(pki().join("raw/revoked-key.pem"), dir.path().join("client-key.pem")).unwrap();
-    let e = X509Material::load(dir.path(), Endpoint::Client, true, None).unwrap_err().to_string();
+    std::fs::copy(
+        pki().join("raw/revoked-key.pem"),
+        dir.path().join("client-key.pem"),
+    )
+    .unwrap();
+    let e = X509Material::load(dir.path(), Endpoint::Client, true, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("do not match"), "{e}");
 }
 
@@ -174,13 +260,23 @@ fn dh_params_accepted() {
     for f in ["ca-cert.pem", "server-cert.pem", "server-key.pem"] {
         std::fs::copy(pki().join("server-plainkey").join(f), dir.path().join(f)).unwrap();
     }
-    std::fs::write(dir.path().join("dh-params.pem"), "-----BEGIN DH PARAMETERS-----\nMAA=\n-----END DH PARAMETERS-----\n").unwrap();
-    X509Material::load(dir.path(), Endpoint::Server, false, None).unwrap().server_config().unwrap();
+    std::fs::write(
+        dir.path().join("dh-params.pem"),
+        "-----BEGIN DH PARAMETERS-----\nMAA=\n-----END DH PARAMETERS-----\n",
+    )
+    .unwrap();
+    X509Material::load(dir.path(), Endpoint::Server, false, None)
+        .unwrap()
+        .server_config()
+        .unwrap();
 }
 
 #[test]
 fn dn_matches_gnutls_certificate_order() {
-    let der = X509Material::load(&pki().join("client"), Endpoint::Client, true, None).unwrap().cert_chain[0].clone();
+    let der = X509Material::load(&pki().join("client"), Endpoint::Client, true, None)
+        .unwrap()
+        .cert_chain[0]
+        .clone();
     let dn = creds::dn::subject_dn(&der).unwrap();
     assert_eq!(dn, CLIENT_DN);
     // certtool -i prints RFC 4514 (reversed) order: our DN is its reverse.
@@ -190,7 +286,10 @@ fn dn_matches_gnutls_certificate_order() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let subject = text.lines().find_map(|l| l.trim().strip_prefix("Subject: ")).unwrap();
+    let subject = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Subject: "))
+        .unwrap();
     let mut parts: Vec<&str> = subject.split(',').collect();
     parts.reverse();
     assert_eq!(parts.join(","), dn, "certtool says {subject}");

@@ -16,9 +16,13 @@ pub enum NetError {
     HandshakeTimeout(Duration),
     #[error("the peer closed the connection during the TLS handshake")]
     PeerClosed,
-    #[error("the peer is not speaking TLS (a plaintext client on a TLS port, or a plaintext server?)")]
+    #[error(
+        "the peer is not speaking TLS (a plaintext client on a TLS port, or a plaintext server?)"
+    )]
     NotTls,
-    #[error("the peer's certificate is not signed by a trusted CA (check ca-cert.pem on both sides)")]
+    #[error(
+        "the peer's certificate is not signed by a trusted CA (check ca-cert.pem on both sides)"
+    )]
     Untrusted,
     #[error("the peer's certificate has been revoked (listed in ca-crl.pem)")]
     Revoked,
@@ -26,7 +30,9 @@ pub enum NetError {
     Expired,
     #[error("the peer's certificate is not yet valid (check the clocks)")]
     NotYetValid,
-    #[error("the server certificate is not valid for host name '{0}' (use tls-hostname to override)")]
+    #[error(
+        "the server certificate is not valid for host name '{0}' (use tls-hostname to override)"
+    )]
     HostnameMismatch(String),
     #[error("the client sent no certificate, but verify-peer=on requires one")]
     MissingClientCert,
@@ -44,13 +50,21 @@ pub enum NetError {
 
 fn alert_text(a: AlertDescription) -> String {
     match a {
-        AlertDescription::UnknownCA => "unknown CA (our certificate is not signed by a CA the peer trusts)".into(),
+        AlertDescription::UnknownCA => {
+            "unknown CA (our certificate is not signed by a CA the peer trusts)".into()
+        }
         AlertDescription::CertificateRevoked => "our certificate has been revoked".into(),
-        AlertDescription::CertificateExpired => "our certificate has expired or is not yet valid".into(),
+        AlertDescription::CertificateExpired => {
+            "our certificate has expired or is not yet valid".into()
+        }
         AlertDescription::CertificateRequired => "the peer requires a client certificate".into(),
-        AlertDescription::BadCertificate => "bad certificate (e.g. not valid for the host name or purpose)".into(),
+        AlertDescription::BadCertificate => {
+            "bad certificate (e.g. not valid for the host name or purpose)".into()
+        }
         AlertDescription::AccessDenied => "access denied".into(),
-        AlertDescription::HandshakeFailure => "handshake failure (no common protocol or cipher suite)".into(),
+        AlertDescription::HandshakeFailure => {
+            "handshake failure (no common protocol or cipher suite)".into()
+        }
         AlertDescription::ProtocolVersion => "no common TLS protocol version".into(),
         other => format!("alert {other:?}"),
     }

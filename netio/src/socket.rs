@@ -157,5 +157,6 @@ fn wait(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Result<
 /// `deadline` for a timeout, saturating far in the future.
 pub fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86400 * 365))
+    now.checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(86400 * 365))
 }

@@ -50,7 +50,10 @@ pub struct ServerOptions<'a> {
 
 impl Default for ServerOptions<'_> {
     fn default() -> Self {
-        ServerOptions { timeout: DEFAULT_HANDSHAKE_TIMEOUT, authz: None }
+        ServerOptions {
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            authz: None,
+        }
     }
 }
 
@@ -77,7 +80,12 @@ impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
             Inner::Plain(t) => write!(f, "Stream::Plain(fd {})", t.fd().as_raw_fd()),
-            Inner::Tls(l) => write!(f, "Stream::Tls(fd {}, peer {:?})", l.io.fd().as_raw_fd(), l.peer.dn),
+            Inner::Tls(l) => write!(
+                f,
+                "Stream::Tls(fd {}, peer {:?})",
+                l.io.fd().as_raw_fd(),
+                l.peer.dn
+            ),
             Inner::Gone => write!(f, "Stream::Gone"),
         }
     }
@@ -90,16 +98,24 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 impl Stream {
     /// A plain stream over a connected socket fd.
     pub fn plain(fd: OwnedFd) -> Self {
-        Stream { inner: Inner::Plain(Box::new(Socket::new(fd))) }
+        Stream {
+            inner: Inner::Plain(Box::new(Socket::new(fd))),
+        }
     }
 
     /// A plain stream over any transport (the seam for websockets).
     pub fn over(transport: Box<dyn Transport>) -> Self {
-        Stream { inner: Inner::Plain(transport) }
+        Stream {
+            inner: Inner::Plain(transport),
+        }
     }
 
     /// Accept a TLS client on `fd`.
-    pub fn tls_server(fd: OwnedFd, config: Arc<ServerConfig>, opts: &ServerOptions<'_>) -> Result<Self, NetError> {
+    pub fn tls_server(
+        fd: OwnedFd,
+        config: Arc<ServerConfig>,
+        opts: &ServerOptions<'_>,
+    ) -> Result<Self, NetError> {
         Self::plain(fd).start_tls_server(config, opts)
     }
 
@@ -109,7 +125,11 @@ impl Stream {
     }
 
     /// Upgrade a plain stream to TLS as the server (NBD `STARTTLS`, VeNCrypt).
-    pub fn start_tls_server(mut self, config: Arc<ServerConfig>, opts: &ServerOptions<'_>) -> Result<Self, NetError> {
+    pub fn start_tls_server(
+        mut self,
+        config: Arc<ServerConfig>,
+        opts: &ServerOptions<'_>,
+    ) -> Result<Self, NetError> {
         let io = self.take_plain()?;
         let deadline = deadline_after(opts.timeout);
         // A plaintext client talking to a TLS port: say so instead of a parse error.
@@ -127,7 +147,12 @@ impl Stream {
             }
         }
         let conn = ServerConnection::new(config).map_err(|e| NetError::from_tls(e, None))?;
-        let mut layer = TlsLayer { conn: conn.into(), io, server_name: None, peer: empty_peer() };
+        let mut layer = TlsLayer {
+            conn: conn.into(),
+            io,
+            server_name: None,
+            peer: empty_peer(),
+        };
         layer.handshake(deadline, opts.timeout)?;
         layer.peer = identify(&layer.conn);
         if let Some(authz) = opts.authz {
@@ -145,19 +170,32 @@ impl Stream {
                 return Err(NetError::AuthzDenied(dn));
             }
         }
-        Ok(Stream { inner: Inner::Tls(Box::new(layer)) })
+        Ok(Stream {
+            inner: Inner::Tls(Box::new(layer)),
+        })
     }
 
     /// Upgrade a plain stream to TLS as the client.
-    pub fn start_tls_client(mut self, tls: &ClientTls, timeout: Duration) -> Result<Self, NetError> {
+    pub fn start_tls_client(
+        mut self,
+        tls: &ClientTls,
+        timeout: Duration,
+    ) -> Result<Self, NetError> {
         let io = self.take_plain()?;
         let name = server_name_text(&tls.server_name);
         let conn = ClientConnection::new(tls.config.clone(), tls.server_name.clone())
             .map_err(|e| NetError::from_tls(e, Some(&name)))?;
-        let mut layer = TlsLayer { conn: conn.into(), io, server_name: Some(name), peer: empty_peer() };
+        let mut layer = TlsLayer {
+            conn: conn.into(),
+            io,
+            server_name: Some(name),
+            peer: empty_peer(),
+        };
         layer.handshake(deadline_after(timeout), timeout)?;
         layer.peer = identify(&layer.conn);
-        Ok(Stream { inner: Inner::Tls(Box::new(layer)) })
+        Ok(Stream {
+            inner: Inner::Tls(Box::new(layer)),
+        })
     }
 
     fn take_plain(&mut self) -> Result<Box<dyn Transport>, NetError> {
@@ -165,7 +203,10 @@ impl Stream {
             Inner::Plain(t) => Ok(t),
             other => {
                 self.inner = other;
-                Err(NetError::Io(io::Error::new(io::ErrorKind::InvalidInput, "stream is already TLS")))
+                Err(NetError::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "stream is already TLS",
+                )))
             }
         }
     }
@@ -216,7 +257,8 @@ impl Stream {
     pub fn close(mut self) -> io::Result<()> {
         if let Inner::Tls(l) = &mut self.inner {
             l.conn.send_close_notify();
-            l.flush_tls(deadline_after(Duration::from_secs(1))).map_err(NetError::into_io)?;
+            l.flush_tls(deadline_after(Duration::from_secs(1)))
+                .map_err(NetError::into_io)?;
         }
         match &self.inner {
             Inner::Plain(t) => shutdown_fd(t.fd()),
@@ -238,20 +280,33 @@ fn peek_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         match nix::sys::socket::recv(fd.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_PEEK) {
             Err(nix::errno::Errno::EINTR) => continue,
             // Not a socket (a pipe in tests): cannot peek, let rustls judge.
-            Err(nix::errno::Errno::ENOTSOCK) => return Ok(1).inspect(|_| buf[0] = TLS_HANDSHAKE_RECORD),
+            Err(nix::errno::Errno::ENOTSOCK) => {
+                return Ok(1).inspect(|_| buf[0] = TLS_HANDSHAKE_RECORD)
+            }
             r => return r.map_err(io::Error::from),
         }
     }
 }
 
 fn empty_peer() -> PeerIdentity {
-    PeerIdentity { dn: None, cert_der: None, authorized: None }
+    PeerIdentity {
+        dn: None,
+        cert_der: None,
+        authorized: None,
+    }
 }
 
 fn identify(conn: &Connection) -> PeerIdentity {
-    let cert = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec());
+    let cert = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
     let dn = cert.as_deref().and_then(creds::dn::subject_dn);
-    PeerIdentity { dn, cert_der: cert, authorized: None }
+    PeerIdentity {
+        dn,
+        cert_der: cert,
+        authorized: None,
+    }
 }
 
 fn server_name_text(name: &rustls::pki_types::ServerName<'_>) -> String {
@@ -298,7 +353,9 @@ impl TlsLayer {
                 let n = match self.conn.read_tls(&mut self.io) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(NetError::PeerClosed),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return Err(NetError::PeerClosed)
+                    }
                     Err(e) => return Err(NetError::Io(e)),
                 };
                 if n == 0 {
@@ -351,7 +408,8 @@ impl TlsLayer {
                 return Err(err.into_io());
             }
             // Post-handshake messages (key updates, tickets) may need replies.
-            self.flush_tls(deadline_after(DEFAULT_HANDSHAKE_TIMEOUT)).map_err(NetError::into_io)?;
+            self.flush_tls(deadline_after(DEFAULT_HANDSHAKE_TIMEOUT))
+                .map_err(NetError::into_io)?;
         }
     }
 

@@ -31,13 +31,21 @@ impl Drop for Kill {
 #[test]
 fn gnutls_cli_talks_to_netio_server() {
     let pw = Secret::new(SERVER_KEY_PASSWORD.as_bytes().to_vec());
-    let cfg = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&pw)).unwrap().server_config().unwrap();
+    let cfg = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&pw))
+        .unwrap()
+        .server_config()
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let srv = std::thread::spawn(move || {
         let (tcp, _) = listener.accept().unwrap();
-        let authz = Authz::Simple { identity: CLIENT_DN.into() };
-        let opts = ServerOptions { timeout: Duration::from_secs(10), authz: Some(&authz) };
+        let authz = Authz::Simple {
+            identity: CLIENT_DN.into(),
+        };
+        let opts = ServerOptions {
+            timeout: Duration::from_secs(10),
+            authz: Some(&authz),
+        };
         let mut s = Stream::tls_server(OwnedFd::from(tcp), cfg, &opts).unwrap();
         let peer = s.peer().unwrap().clone();
         s.write_all(b"pong from netio\n").unwrap();
@@ -69,10 +77,19 @@ fn gnutls_cli_talks_to_netio_server() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !line.contains("pong from netio") {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "gnutls-cli ended early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "gnutls-cli ended early"
+        );
         assert!(Instant::now() < deadline);
     }
-    child.0.stdin.as_mut().unwrap().write_all(b"ping from gnutls-cli\n").unwrap();
+    child
+        .0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"ping from gnutls-cli\n")
+        .unwrap();
     let (peer, got) = srv.join().unwrap();
     assert_eq!(got, "ping from gnutls-cli");
     assert_eq!(peer.dn.as_deref(), Some(CLIENT_DN));
@@ -82,7 +99,10 @@ fn gnutls_cli_talks_to_netio_server() {
 #[test]
 fn gnutls_cli_without_client_cert_is_refused() {
     let pw = Secret::new(SERVER_KEY_PASSWORD.as_bytes().to_vec());
-    let cfg = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&pw)).unwrap().server_config().unwrap();
+    let cfg = X509Material::load(&pki().join("server"), Endpoint::Server, true, Some(&pw))
+        .unwrap()
+        .server_config()
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let srv = std::thread::spawn(move || {
@@ -102,7 +122,11 @@ fn gnutls_cli_without_client_cert_is_refused() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -111,7 +135,14 @@ fn netio_client_talks_to_gnutls_serv() {
     let port = free_port();
     let _serv = Kill(
         Command::new("gnutls-serv")
-            .args(["--echo", "--require-client-cert", "--verify-client-cert", "-p", &port.to_string(), "--x509cafile"])
+            .args([
+                "--echo",
+                "--require-client-cert",
+                "--verify-client-cert",
+                "-p",
+                &port.to_string(),
+                "--x509cafile",
+            ])
             .arg(server.join("ca-cert.pem"))
             .arg("--x509certfile")
             .arg(server.join("server-cert.pem"))
@@ -135,7 +166,10 @@ fn netio_client_talks_to_gnutls_serv() {
         .client_config("localhost")
         .unwrap();
     let mut s = Stream::tls_client(OwnedFd::from(tcp), &tls, Duration::from_secs(10)).unwrap();
-    assert_eq!(s.peer().unwrap().dn.as_deref(), Some("O=Bulkhead Test,CN=server.test"));
+    assert_eq!(
+        s.peer().unwrap().dn.as_deref(),
+        Some("O=Bulkhead Test,CN=server.test")
+    );
     s.write_all(b"echo me\n").unwrap();
     let mut buf = [0u8; 8];
     s.read_exact(&mut buf).unwrap();

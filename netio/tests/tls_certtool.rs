@@ -71,7 +71,10 @@ fn run(
     let (sfd, cfd) = pair();
     let cfg = server.server_config().unwrap();
     let srv = std::thread::spawn(move || {
-        let opts = ServerOptions { timeout: T, authz: authz.as_ref() };
+        let opts = ServerOptions {
+            timeout: T,
+            authz: authz.as_ref(),
+        };
         Stream::tls_server(sfd, cfg, &opts)
     });
     let tls = client.client_config(hostname).unwrap();
@@ -81,19 +84,32 @@ fn run(
 
 #[test]
 fn handshake_succeeds_and_exposes_client_dn() {
-    let authz = Authz::Simple { identity: CLIENT_DN.into() };
+    let authz = Authz::Simple {
+        identity: CLIENT_DN.into(),
+    };
     let (sfd, cfd) = pair();
     let cfg = server_material("server", true).server_config().unwrap();
     let srv = std::thread::spawn(move || {
-        let mut s = Stream::tls_server(sfd, cfg, &ServerOptions { timeout: T, authz: Some(&authz) }).unwrap();
+        let mut s = Stream::tls_server(
+            sfd,
+            cfg,
+            &ServerOptions {
+                timeout: T,
+                authz: Some(&authz),
+            },
+        )
+        .unwrap();
         let peer = s.peer().unwrap().clone();
         let mut buf = [0u8; 11];
         s.read_exact(&mut buf).unwrap();
-        s.write_all_vectored(&mut [IoSlice::new(b"pong "), IoSlice::new(&buf)]).unwrap();
+        s.write_all_vectored(&mut [IoSlice::new(b"pong "), IoSlice::new(&buf)])
+            .unwrap();
         s.close().unwrap();
         peer
     });
-    let tls = client_material("client").client_config("localhost").unwrap();
+    let tls = client_material("client")
+        .client_config("localhost")
+        .unwrap();
     let mut c = Stream::tls_client(cfd, &tls, T).unwrap();
     assert!(c.is_tls());
     c.write_all(b"hello world").unwrap();
@@ -104,7 +120,10 @@ fn handshake_succeeds_and_exposes_client_dn() {
     assert_eq!(peer.dn.as_deref(), Some(CLIENT_DN));
     assert_eq!(peer.authorized, Some(true));
     // The client sees the server's DN.
-    assert_eq!(c.peer().unwrap().dn.as_deref(), Some("O=Bulkhead Test,CN=server.test"));
+    assert_eq!(
+        c.peer().unwrap().dn.as_deref(),
+        Some("O=Bulkhead Test,CN=server.test")
+    );
 }
 
 #[test]
@@ -117,11 +136,14 @@ fn large_vectored_transfer() {
         s.read_to_end(&mut got).unwrap();
         got
     });
-    let tls = client_material("client").client_config("127.0.0.1").unwrap();
+    let tls = client_material("client")
+        .client_config("127.0.0.1")
+        .unwrap();
     let mut c = Stream::tls_client(cfd, &tls, T).unwrap();
     let a = vec![1u8; 300_000];
     let b = vec![2u8; 123_457];
-    c.write_all_vectored(&mut [IoSlice::new(&a), IoSlice::new(&b)]).unwrap();
+    c.write_all_vectored(&mut [IoSlice::new(&a), IoSlice::new(&b)])
+        .unwrap();
     c.close().unwrap();
     let got = srv.join().unwrap();
     assert_eq!(got.len(), a.len() + b.len());
@@ -131,29 +153,52 @@ fn large_vectored_transfer() {
 #[test]
 fn tls_hostname_override() {
     // Connecting by some address, but checking the name the user gave (tls-hostname).
-    let (s, c) = run(server_material("server", true), None, client_material("client"), "server.test");
+    let (s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client"),
+        "server.test",
+    );
     s.unwrap();
     c.unwrap();
 }
 
 #[test]
 fn hostname_mismatch() {
-    let (_s, c) = run(server_material("server", true), None, client_material("client"), "wrong.example");
+    let (_s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client"),
+        "wrong.example",
+    );
     let e = c.unwrap_err();
-    assert!(matches!(&e, NetError::HostnameMismatch(h) if h == "wrong.example"), "{e}");
+    assert!(
+        matches!(&e, NetError::HostnameMismatch(h) if h == "wrong.example"),
+        "{e}"
+    );
     assert!(e.to_string().contains("tls-hostname"), "{e}");
 }
 
 #[test]
 fn wrong_ca_on_client_side() {
-    let (_s, c) = run(server_material("server", true), None, client_material("client-wrongca"), "localhost");
+    let (_s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client-wrongca"),
+        "localhost",
+    );
     let e = c.unwrap_err();
     assert!(matches!(e, NetError::Untrusted), "{e}");
 }
 
 #[test]
 fn client_cert_from_other_ca_rejected() {
-    let (s, c) = run(server_material("server", true), None, client_material("client-otherca"), "localhost");
+    let (s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client-otherca"),
+        "localhost",
+    );
     let e = s.unwrap_err();
     assert!(matches!(e, NetError::Untrusted), "{e}");
     assert_peer_rejected(c, "unknown CA");
@@ -161,7 +206,12 @@ fn client_cert_from_other_ca_rejected() {
 
 #[test]
 fn revoked_client_rejected() {
-    let (s, c) = run(server_material("server", true), None, client_material("client-revoked"), "localhost");
+    let (s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client-revoked"),
+        "localhost",
+    );
     let e = s.unwrap_err();
     assert!(matches!(e, NetError::Revoked), "{e}");
     assert!(e.to_string().contains("revoked"));
@@ -170,21 +220,36 @@ fn revoked_client_rejected() {
 
 #[test]
 fn expired_client_rejected() {
-    let (s, _c) = run(server_material("server", true), None, client_material("client-expired"), "localhost");
+    let (s, _c) = run(
+        server_material("server", true),
+        None,
+        client_material("client-expired"),
+        "localhost",
+    );
     let e = s.unwrap_err();
     assert!(matches!(e, NetError::Expired), "{e}");
 }
 
 #[test]
 fn expired_server_rejected() {
-    let (_s, c) = run(server_material("server-expired", true), None, client_material("client"), "localhost");
+    let (_s, c) = run(
+        server_material("server-expired", true),
+        None,
+        client_material("client"),
+        "localhost",
+    );
     let e = c.unwrap_err();
     assert!(matches!(e, NetError::Expired), "{e}");
 }
 
 #[test]
 fn missing_client_cert_with_verify_peer() {
-    let (s, c) = run(server_material("server", true), None, client_material("client-nocert"), "localhost");
+    let (s, c) = run(
+        server_material("server", true),
+        None,
+        client_material("client-nocert"),
+        "localhost",
+    );
     let e = s.unwrap_err();
     assert!(matches!(e, NetError::MissingClientCert), "{e}");
     assert!(e.to_string().contains("verify-peer=on"));
@@ -193,7 +258,12 @@ fn missing_client_cert_with_verify_peer() {
 
 #[test]
 fn verify_peer_off_accepts_anonymous_client() {
-    let (s, c) = run(server_material("server", false), None, client_material("client-nocert"), "localhost");
+    let (s, c) = run(
+        server_material("server", false),
+        None,
+        client_material("client-nocert"),
+        "localhost",
+    );
     let s = s.unwrap();
     c.unwrap();
     assert_eq!(s.peer().unwrap().dn, None);
@@ -201,17 +271,32 @@ fn verify_peer_off_accepts_anonymous_client() {
 
 #[test]
 fn authz_denies_other_dn() {
-    let authz = Authz::Simple { identity: "C=GB,O=Bulkhead Test,CN=someone.else".into() };
-    let (s, _c) = run(server_material("server", true), Some(authz), client_material("client"), "localhost");
+    let authz = Authz::Simple {
+        identity: "C=GB,O=Bulkhead Test,CN=someone.else".into(),
+    };
+    let (s, _c) = run(
+        server_material("server", true),
+        Some(authz),
+        client_material("client"),
+        "localhost",
+    );
     let e = s.unwrap_err();
-    assert!(matches!(&e, NetError::AuthzDenied(dn) if dn == CLIENT_DN), "{e}");
+    assert!(
+        matches!(&e, NetError::AuthzDenied(dn) if dn == CLIENT_DN),
+        "{e}"
+    );
     // An authz list with a glob allows it.
     let list = creds::AuthzList::from_json(
         r#"{"policy":"deny","rules":[{"match":"C=GB,*,CN=client.test","policy":"allow","format":"glob"}]}"#,
         "test",
     )
     .unwrap();
-    let (s, _c) = run(server_material("server", true), Some(Authz::List(list)), client_material("client"), "localhost");
+    let (s, _c) = run(
+        server_material("server", true),
+        Some(Authz::List(list)),
+        client_material("client"),
+        "localhost",
+    );
     assert_eq!(s.unwrap().peer().unwrap().authorized, Some(true));
 }
 
@@ -220,11 +305,17 @@ fn handshake_timeout() {
     let (sfd, cfd) = pair();
     let cfg = server_material("server", true).server_config().unwrap();
     let t0 = Instant::now();
-    let opts = ServerOptions { timeout: Duration::from_millis(300), authz: None };
+    let opts = ServerOptions {
+        timeout: Duration::from_millis(300),
+        authz: None,
+    };
     let e = Stream::tls_server(sfd, cfg.clone(), &opts).unwrap_err();
     assert!(matches!(e, NetError::HandshakeTimeout(_)), "{e}");
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
     drop(cfd);
     // A peer that sends the first byte of a ClientHello and stalls also times out.
     let (sfd, cfd) = pair();
@@ -253,7 +344,9 @@ fn tls_client_to_plaintext_server() {
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
     });
-    let tls = client_material("client").client_config("localhost").unwrap();
+    let tls = client_material("client")
+        .client_config("localhost")
+        .unwrap();
     let e = Stream::tls_client(cfd, &tls, T).unwrap_err();
     assert!(matches!(e, NetError::NotTls), "{e}");
     t.join().unwrap();
@@ -278,7 +371,9 @@ fn starttls_upgrade_after_plain_negotiation() {
     c.write_all(b"STARTTLS").unwrap();
     let mut ok = [0u8; 2];
     c.read_exact(&mut ok).unwrap();
-    let tls = client_material("client").client_config("localhost").unwrap();
+    let tls = client_material("client")
+        .client_config("localhost")
+        .unwrap();
     let mut c = c.start_tls_client(&tls, T).unwrap();
     let mut buf = [0u8; 6];
     c.read_exact(&mut buf).unwrap();
