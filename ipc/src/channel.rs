@@ -28,11 +28,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroize;
 
-use crate::codec::{encode_into, from_bytes};
+use crate::codec::{from_bytes, with_encoded};
 use crate::{sys, IpcError, MAX_FDS, MAX_MESSAGE_SIZE};
 
 thread_local! {
-    static SEND_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -65,28 +64,6 @@ fn is_would_block(e: &io::Error) -> bool {
 fn poll_ms(d: Duration) -> libc::c_int {
     let ms = d.as_nanos().div_ceil(1_000_000);
     ms.min(libc::c_int::MAX as u128) as libc::c_int
-}
-
-/// Runs `f` with this thread's reusable encode buffer (a fresh one if the
-/// buffer is already in use further up the stack).
-fn with_send_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    SEND_BUF.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let r = f(&mut buf);
-            buf.as_mut_slice().zeroize();
-            buf.clear();
-            if buf.capacity() > 2 * MAX_MESSAGE_SIZE {
-                buf.shrink_to(MAX_MESSAGE_SIZE);
-            }
-            r
-        }
-        Err(_) => {
-            let mut buf = Vec::new();
-            let r = f(&mut buf);
-            buf.as_mut_slice().zeroize();
-            r
-        }
-    })
 }
 
 /// Runs `f` with this thread's reusable `MAX_MESSAGE_SIZE` receive buffer.
@@ -174,10 +151,9 @@ impl Channel {
 
     /// Sends one message, blocking while the peer's receive queue is full.
     pub fn send<M: Serialize + ?Sized>(&self, msg: &M) -> Result<(), IpcError> {
-        with_send_buf(|buf| {
-            let fds = encode_into(msg, buf)?;
+        with_encoded(msg, |bytes, fds| {
             loop {
-                match sys::send(self.fd.as_raw_fd(), buf, &fds, 0) {
+                match sys::send(self.fd.as_raw_fd(), bytes, fds, 0) {
                     Ok(()) => return Ok(()),
                     // Someone made the socket non-blocking: wait for room.
                     Err(e) if is_would_block(&e) => {
@@ -198,20 +174,17 @@ impl Channel {
         timeout: Duration,
     ) -> Result<(), IpcError> {
         let deadline = Instant::now() + timeout;
-        with_send_buf(|buf| {
-            let fds = encode_into(msg, buf)?;
-            loop {
-                match sys::send(self.fd.as_raw_fd(), buf, &fds, libc::MSG_DONTWAIT) {
-                    Ok(()) => return Ok(()),
-                    Err(e) if is_would_block(&e) => {}
-                    Err(e) => return Err(map_io(e)),
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(IpcError::Timeout);
-                }
-                sys::poll_one(self.fd.as_raw_fd(), libc::POLLOUT, poll_ms(left)).map_err(map_io)?;
+        with_encoded(msg, |bytes, fds| loop {
+            match sys::send(self.fd.as_raw_fd(), bytes, fds, libc::MSG_DONTWAIT) {
+                Ok(()) => return Ok(()),
+                Err(e) if is_would_block(&e) => {}
+                Err(e) => return Err(map_io(e)),
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(IpcError::Timeout);
+            }
+            sys::poll_one(self.fd.as_raw_fd(), libc::POLLOUT, poll_ms(left)).map_err(map_io)?;
         })
     }
 

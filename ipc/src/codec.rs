@@ -14,41 +14,73 @@
 //!   no recursion, so nesting depth is fixed by the type;
 //! - every attached fd that the message does not take is closed.
 
+use std::cell::RefCell;
 use std::os::fd::{OwnedFd, RawFd};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use zeroize::Zeroize;
 
 use crate::fd::{with_decode_context, with_encode_context};
 use crate::{IpcError, MAX_MESSAGE_SIZE};
 
-/// Serializes `msg` into `buf` (cleared first) and returns the raw fds of
-/// the [`crate::Fd`]s it contains, in index order. The fds stay owned by
-/// `msg`; they are valid as long as `msg` is.
-pub(crate) fn encode_into<M: Serialize + ?Sized>(
+thread_local! {
+    static SEND_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Serializes `msg` into `buf` (at least [`MAX_MESSAGE_SIZE`] bytes long;
+/// serialization stops as soon as it would not fit, so an oversize message
+/// costs no memory) and returns the encoded length and the raw fds of the
+/// [`crate::Fd`]s it contains, in index order. The fds stay owned by `msg`;
+/// they are valid as long as `msg` is.
+fn encode_into<M: Serialize + ?Sized>(
     msg: &M,
-    buf: &mut Vec<u8>,
-) -> Result<Vec<RawFd>, IpcError> {
-    buf.clear();
-    let out = std::mem::take(buf);
-    let (result, ctx) = with_encode_context(|| postcard::to_extend(msg, out));
-    match result {
-        Ok(v) => *buf = v,
-        Err(e) => return Err(ctx.error.unwrap_or(IpcError::Encode(e))),
-    }
+    buf: &mut [u8],
+) -> Result<(usize, Vec<RawFd>), IpcError> {
+    let buf = &mut buf[..MAX_MESSAGE_SIZE];
+    let (result, ctx) = with_encode_context(|| postcard::to_slice(msg, buf).map(|b| b.len()));
     if let Some(e) = ctx.error {
         return Err(e);
     }
-    if buf.is_empty() {
+    let len = match result {
+        Ok(len) => len,
+        Err(postcard::Error::SerializeBufferFull) => {
+            // Measure (without allocating) for the error message.
+            let (size, _) =
+                with_encode_context(|| postcard::experimental::serialized_size(msg).unwrap_or(0));
+            return Err(IpcError::TooLarge {
+                size,
+                max: MAX_MESSAGE_SIZE,
+            });
+        }
+        Err(e) => return Err(IpcError::Encode(e)),
+    };
+    if len == 0 {
         return Err(IpcError::Empty);
     }
-    if buf.len() > MAX_MESSAGE_SIZE {
-        return Err(IpcError::TooLarge {
-            size: buf.len(),
-            max: MAX_MESSAGE_SIZE,
-        });
-    }
-    Ok(ctx.fds)
+    Ok((len, ctx.fds))
+}
+
+/// Encodes `msg` into this thread's reusable `MAX_MESSAGE_SIZE` buffer (a
+/// fresh one if it is already in use further up the stack) and runs `f` on
+/// the bytes and fds; the bytes are zeroed afterwards.
+pub(crate) fn with_encoded<M: Serialize + ?Sized, R>(
+    msg: &M,
+    f: impl FnOnce(&[u8], &[RawFd]) -> Result<R, IpcError>,
+) -> Result<R, IpcError> {
+    let run = |buf: &mut Vec<u8>| {
+        if buf.len() != MAX_MESSAGE_SIZE {
+            buf.resize(MAX_MESSAGE_SIZE, 0);
+        }
+        let (len, fds) = encode_into(msg, buf)?;
+        let r = f(&buf[..len], &fds);
+        buf[..len].zeroize();
+        r
+    };
+    SEND_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => run(&mut buf),
+        Err(_) => run(&mut Vec::new()),
+    })
 }
 
 /// Encodes a message that carries no fds into the exact bytes a
@@ -56,12 +88,13 @@ pub(crate) fn encode_into<M: Serialize + ?Sized>(
 /// if the message contains an [`crate::Fd`], and with the same size errors
 /// as sending.
 pub fn to_bytes<M: Serialize + ?Sized>(msg: &M) -> Result<Vec<u8>, IpcError> {
-    let mut buf = Vec::new();
-    let fds = encode_into(msg, &mut buf)?;
-    if !fds.is_empty() {
-        return Err(IpcError::FdOutsideChannel);
-    }
-    Ok(buf)
+    with_encoded(msg, |bytes, fds| {
+        if fds.is_empty() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(IpcError::FdOutsideChannel)
+        }
+    })
 }
 
 /// Decodes one received datagram: its bytes and the fds that came with it.
