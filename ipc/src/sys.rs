@@ -136,7 +136,8 @@ pub(crate) fn recv(sock: RawFd, buf: &mut [u8], extra_flags: libc::c_int) -> io:
             let mut hdr = libc::CMSG_FIRSTHDR(&msg);
             while !hdr.is_null() {
                 if (*hdr).cmsg_level == libc::SOL_SOCKET && (*hdr).cmsg_type == libc::SCM_RIGHTS {
-                    let payload = (*hdr).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    let payload =
+                        ((*hdr).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                     let data = libc::CMSG_DATA(hdr).cast::<RawFd>();
                     for i in 0..payload / size_of::<RawFd>() {
                         let raw = ptr::read_unaligned(data.add(i));
