@@ -80,3 +80,45 @@ fn vm_builtin_banner_echo_exit() {
         VmEvent::GuestExit(3)
     );
 }
+
+#[test]
+fn vm_long_input_line_survives_fifo_flow_control() {
+    // 150 characters in one write: more than the UART's 64-byte FIFO, so the
+    // input thread must wait for the guest to drain it.
+    let (vm, serial, _rx) = builtin(64 << 20);
+    vm.start().unwrap();
+    let at = serial.wait_for("bulkhead> ", 0, T).unwrap();
+    let text: String = (0..150).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    serial.send(format!("echo {text}\r").as_bytes()).unwrap();
+    let at = serial.wait_for(&format!("echo {text}\r\n"), at, T).unwrap_or_else(|| panic!("{:?}", serial.text()));
+    serial.wait_for(&format!("{text}\r\n"), at, T).expect("command output");
+}
+
+#[test]
+fn vm_triple_fault_resets_or_shuts_down() {
+    // ud2 with no IDT: #UD -> #GP -> #DF -> triple fault.
+    let code = Arc::new(vec![0x0f, 0x0b]);
+    let raw = Boot::Raw { gpa: 0x10_0000, bytes: code, entry: 0x10_0000 };
+    let cfg = VmConfig {
+        boot: raw.clone(),
+        guest_reset: vmm::vm::GuestResetAction::Shutdown,
+        ..VmConfig::builtin(32 << 20, Box::new(vmm::chardev::null::NullBackend))
+    };
+    let vm = Vm::new(cfg).unwrap();
+    let rx = vm.subscribe();
+    vm.start().unwrap();
+    let ev = wait_event(&rx, |e| matches!(e, VmEvent::Shutdown { .. }));
+    assert!(matches!(ev, VmEvent::Shutdown { reason } if reason.starts_with("guest-reset")));
+    assert_eq!(vm.run_state(), RunState::Shutdown);
+    drop(vm);
+    // Default action: the machine resets (and faults again, and resets...).
+    let cfg = VmConfig { boot: raw, ..VmConfig::builtin(32 << 20, Box::new(vmm::chardev::null::NullBackend)) };
+    let vm = Vm::new(cfg).unwrap();
+    let rx = vm.subscribe();
+    vm.start().unwrap();
+    for _ in 0..2 {
+        wait_event(&rx, |e| matches!(e, VmEvent::Reset { .. }));
+    }
+    assert_eq!(vm.run_state(), RunState::Running);
+    vm.pause();
+}

@@ -296,3 +296,53 @@ fn input_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chardev::capture::capture;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn output_input_snapshot() {
+        let (backend, handle) = capture().unwrap();
+        let backend: SharedBackend = Arc::new(Mutex::new(Box::new(backend)));
+        let irq = EventFd::new(EFD_NONBLOCK).unwrap();
+        let dev = Arc::new(Mutex::new(SerialDevice::new(irq.try_clone().unwrap(), backend.clone()).unwrap()));
+        dev.lock().unwrap().write(1, &[1]); // IER: receive interrupt on
+        dev.lock().unwrap().write(0, b"A");
+        assert_eq!(handle.output(), b"A");
+        let _input = SerialInput::start(dev.clone(), backend).unwrap().unwrap();
+        handle.send(&[b'x'; 100]).unwrap();
+        // The input thread fills the 64-byte FIFO and no further.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dev.lock().unwrap().uart.fifo_capacity() != 0 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(irq.read().unwrap() >= 1);
+        let snap = dev.lock().unwrap().snapshot();
+        assert_eq!(snap.in_buffer.len(), 64);
+        assert_eq!(snap.regs[2], 1);
+        // Drain everything; the rest (36 bytes) follows once the FIFO empties.
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got < 100 {
+            assert!(Instant::now() < deadline, "got only {got}");
+            let mut b = [0u8];
+            dev.lock().unwrap().read(5, &mut b);
+            if b[0] & 1 != 0 {
+                dev.lock().unwrap().read(0, &mut b);
+                assert_eq!(b[0], b'x');
+                got += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // Restoring the snapshot brings the 64 queued bytes back.
+        dev.lock().unwrap().restore(&snap).unwrap();
+        assert_eq!(dev.lock().unwrap().snapshot(), snap);
+        let bad = SerialSnapshot { regs: snap.regs, in_buffer: vec![0; 65] };
+        assert!(dev.lock().unwrap().restore(&bad).is_err());
+    }
+}
