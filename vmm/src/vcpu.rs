@@ -209,6 +209,10 @@ pub fn register(control: &RunControl) {
 
 /// The vCPU thread body. `register` must have been called for it.
 pub fn run(ctx: VcpuContext) {
+    // The thread inherits its creator's signal mask; kicks must get through.
+    if let Err(e) = vmm_sys_util::signal::unblock_signal(kick_signal()) {
+        tracing::warn!("vcpu {}: cannot unblock the kick signal: {e}", ctx.id);
+    }
     let kvm_run_ptr = {
         let mut fd = ctx.fd.lock().unwrap_or_else(|p| p.into_inner());
         fd.get_kvm_run() as *mut kvm_run

@@ -625,6 +625,21 @@ impl Vm {
         }
     }
 
+    /// An incoming migration has restored RAM and state: leave `inmigrate`
+    /// and run (`autostart`) or stay stopped (`paused`).
+    pub fn complete_incoming(&self, autostart: bool) {
+        let _g = lock(&self.inner.ops);
+        let mut st = lock(&self.inner.state);
+        if autostart {
+            *st = RunState::Running;
+            drop(st);
+            self.inner.control.resume();
+            self.inner.emit(VmEvent::Resume);
+        } else {
+            *st = RunState::Paused;
+        }
+    }
+
     /// Host-initiated reset (`system_reset`).
     pub fn reset(&self) -> Result<(), VmError> {
         self.inner.reset("host-qmp-system-reset")

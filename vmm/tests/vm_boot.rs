@@ -90,15 +90,23 @@ fn vm_long_input_line_survives_fifo_flow_control() {
     let at = serial.wait_for("bulkhead> ", 0, T).unwrap();
     let text: String = (0..150).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     serial.send(format!("echo {text}\r").as_bytes()).unwrap();
-    let at = serial.wait_for(&format!("echo {text}\r\n"), at, T).unwrap_or_else(|| panic!("{:?}", serial.text()));
-    serial.wait_for(&format!("{text}\r\n"), at, T).expect("command output");
+    let at = serial
+        .wait_for(&format!("echo {text}\r\n"), at, T)
+        .unwrap_or_else(|| panic!("{:?}", serial.text()));
+    serial
+        .wait_for(&format!("{text}\r\n"), at, T)
+        .expect("command output");
 }
 
 #[test]
 fn vm_triple_fault_resets_or_shuts_down() {
     // ud2 with no IDT: #UD -> #GP -> #DF -> triple fault.
     let code = Arc::new(vec![0x0f, 0x0b]);
-    let raw = Boot::Raw { gpa: 0x10_0000, bytes: code, entry: 0x10_0000 };
+    let raw = Boot::Raw {
+        gpa: 0x10_0000,
+        bytes: code,
+        entry: 0x10_0000,
+    };
     let cfg = VmConfig {
         boot: raw.clone(),
         guest_reset: vmm::vm::GuestResetAction::Shutdown,
@@ -112,7 +120,10 @@ fn vm_triple_fault_resets_or_shuts_down() {
     assert_eq!(vm.run_state(), RunState::Shutdown);
     drop(vm);
     // Default action: the machine resets (and faults again, and resets...).
-    let cfg = VmConfig { boot: raw, ..VmConfig::builtin(32 << 20, Box::new(vmm::chardev::null::NullBackend)) };
+    let cfg = VmConfig {
+        boot: raw,
+        ..VmConfig::builtin(32 << 20, Box::new(vmm::chardev::null::NullBackend))
+    };
     let vm = Vm::new(cfg).unwrap();
     let rx = vm.subscribe();
     vm.start().unwrap();

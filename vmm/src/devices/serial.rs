@@ -308,7 +308,9 @@ mod tests {
         let (backend, handle) = capture().unwrap();
         let backend: SharedBackend = Arc::new(Mutex::new(Box::new(backend)));
         let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-        let dev = Arc::new(Mutex::new(SerialDevice::new(irq.try_clone().unwrap(), backend.clone()).unwrap()));
+        let dev = Arc::new(Mutex::new(
+            SerialDevice::new(irq.try_clone().unwrap(), backend.clone()).unwrap(),
+        ));
         dev.lock().unwrap().write(1, &[1]); // IER: receive interrupt on
         dev.lock().unwrap().write(0, b"A");
         assert_eq!(handle.output(), b"A");
@@ -342,7 +344,10 @@ mod tests {
         // Restoring the snapshot brings the 64 queued bytes back.
         dev.lock().unwrap().restore(&snap).unwrap();
         assert_eq!(dev.lock().unwrap().snapshot(), snap);
-        let bad = SerialSnapshot { regs: snap.regs, in_buffer: vec![0; 65] };
+        let bad = SerialSnapshot {
+            regs: snap.regs,
+            in_buffer: vec![0; 65],
+        };
         assert!(dev.lock().unwrap().restore(&bad).is_err());
     }
 }
