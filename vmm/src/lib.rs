@@ -7,9 +7,12 @@
 pub mod devices;
 pub mod boot;
 pub mod chardev;
+pub mod cli;
+pub mod hmp;
 pub mod layout;
 pub mod objects;
 pub mod pki_cli;
+pub mod qmp;
 pub mod loader;
 pub mod memory;
 pub mod services;
