@@ -199,6 +199,8 @@ pub struct VcpuContext {
     pub control: Arc<RunControl>,
     /// Requests to the VM manager.
     pub requests: Sender<Request>,
+    /// Where the thread stores its Linux thread id (for `query-cpus-fast`).
+    pub tid: Arc<std::sync::atomic::AtomicI32>,
 }
 
 /// Mark this thread as a live vCPU before it is spawned-and-running, so
@@ -209,6 +211,8 @@ pub fn register(control: &RunControl) {
 
 /// The vCPU thread body. `register` must have been called for it.
 pub fn run(ctx: VcpuContext) {
+    // SAFETY: gettid has no arguments and cannot fail.
+    ctx.tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     // The thread inherits its creator's signal mask; kicks must get through.
     if let Err(e) = vmm_sys_util::signal::unblock_signal(kick_signal()) {
         tracing::warn!("vcpu {}: cannot unblock the kick signal: {e}", ctx.id);

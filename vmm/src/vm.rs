@@ -272,6 +272,7 @@ pub struct MemSlot {
 
 struct VcpuSlot {
     fd: Arc<Mutex<VcpuFd>>,
+    tid: Arc<std::sync::atomic::AtomicI32>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -527,7 +528,9 @@ impl Vm {
         let mut pthreads = Vec::new();
         for (id, fd) in fds.into_iter().enumerate() {
             let fd = Arc::new(Mutex::new(fd));
+            let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
             let ctx = VcpuContext {
+                tid: tid.clone(),
                 id: id as u32,
                 fd: fd.clone(),
                 pio: pio.clone(),
@@ -542,6 +545,7 @@ impl Vm {
             pthreads.push(t.as_pthread_t());
             vcpus.push(VcpuSlot {
                 fd,
+                tid,
                 thread: Some(t),
             });
         }
@@ -689,6 +693,15 @@ impl Vm {
     /// Number of vCPUs.
     pub fn nr_vcpus(&self) -> u32 {
         self.inner.nr_vcpus
+    }
+
+    /// Linux thread id of each vCPU thread (`query-cpus-fast` `thread-id`;
+    /// 0 until the thread has started).
+    pub fn vcpu_thread_ids(&self) -> Vec<i32> {
+        lock(&self.inner.vcpus)
+            .iter()
+            .map(|v| v.tid.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
     }
 
     /// TSC frequency in kHz reported by KVM (0 if unknown).
@@ -1005,5 +1018,26 @@ impl Drop for Vm {
         lock(&self.inner.serial_input).take();
         let _ = &self.inner.kvm;
         let _ = &self.inner.mmio;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_shareable_between_threads() {
+        send_sync::<Vm>();
+        send_sync::<VmControl>();
+        send_sync::<MachineState>();
+    }
+
+    #[test]
+    fn run_state_names_match_qmp() {
+        assert_eq!(RunState::Prelaunch.as_qmp_str(), "prelaunch");
+        assert_eq!(RunState::InternalError.as_qmp_str(), "internal-error");
+        assert_eq!(RunState::FinishMigrate.as_qmp_str(), "finish-migrate");
     }
 }

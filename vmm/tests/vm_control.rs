@@ -50,13 +50,18 @@ fn boot_to_prompt(smp: u8) -> (Vm, CaptureHandle, Receiver<VmEvent>, usize) {
 #[test]
 fn vm_pause_freezes_guest_and_resume_continues() {
     let (vm, serial, rx, at) = boot_to_prompt(2);
+    let tids = vm.vcpu_thread_ids();
+    assert_eq!(tids.len(), 2);
+    assert!(tids.iter().all(|&t| t > 0) && tids[0] != tids[1]);
     serial.send(b"dirty 4\r").unwrap();
     serial
         .wait_for("dirty: 4 MiB", at, T)
         .expect("dirtier did not start");
     let h0 = wait_heartbeat_above(&vm, 0);
     for _ in 0..3 {
+        let t = Instant::now();
         vm.pause();
+        eprintln!("pause took {:?}", t.elapsed());
         assert_eq!(vm.run_state(), RunState::Paused);
         assert_eq!(next_event(&rx), VmEvent::Stop);
         let h1 = heartbeat(&vm);
