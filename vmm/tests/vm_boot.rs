@@ -24,7 +24,9 @@ fn wait_event(rx: &Receiver<VmEvent>, want: impl Fn(&VmEvent) -> bool) -> VmEven
 
 fn builtin(mem: u64) -> (Vm, CaptureHandle, Receiver<VmEvent>) {
     let (backend, handle) = capture().unwrap();
+    let t = std::time::Instant::now();
     let vm = Vm::new(VmConfig::builtin(mem, Box::new(backend))).unwrap();
+    eprintln!("Vm::new({} MiB) took {:?}", mem >> 20, t.elapsed());
     let rx = vm.subscribe();
     (vm, handle, rx)
 }

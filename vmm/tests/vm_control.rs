@@ -187,3 +187,30 @@ fn vm_reset_reboots_guest() {
         .wait_for("bulkhead> ", mark, T)
         .expect("no prompt after reset from shutdown");
 }
+
+/// utime + stime of one thread, in clock ticks.
+fn thread_cpu_ticks(tid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn vm_idle_guest_sleeps() {
+    // At the prompt the guest waits in hlt for the UART interrupt: its vCPU
+    // thread must not burn CPU (no polling loop of port reads).
+    let (vm, serial, _rx, at) = boot_to_prompt(1);
+    let tid = vm.vcpu_thread_ids()[0];
+    let before = thread_cpu_ticks(tid);
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = thread_cpu_ticks(tid) - before;
+    eprintln!("idle vCPU used {used} ticks in 1 s");
+    assert!(
+        used < 10,
+        "idle vCPU thread used {used} ticks (of ~100) in 1 s"
+    );
+    serial.send(b"echo awake\r").unwrap();
+    serial.wait_for("awake\r\n", at, T).unwrap();
+}
