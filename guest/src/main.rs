@@ -9,9 +9,13 @@
 
 mod arch;
 mod bootinfo;
+mod fb;
+mod input;
 mod mem;
+mod mmio;
 mod serial;
 mod shell;
+mod virtio_blk;
 
 use bootinfo::BootInfo;
 

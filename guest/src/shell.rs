@@ -45,7 +45,7 @@ fn read_line(buf: &mut [u8]) -> usize {
 
 fn help() {
     serial::puts(
-        "commands:\r\n  help            this list\r\n  echo TEXT       print TEXT\r\n  info            boot information\r\n  memtest N       write/verify a pattern over N MiB, print checksum\r\n  dirty [N]       keep dirtying N MiB (default 16) until a key is pressed\r\n  exit N          end the VM with status N (debug-exit port)\r\n",
+        "commands:\r\n  help            this list\r\n  echo TEXT       print TEXT\r\n  info            boot information\r\n  memtest N       write/verify a pattern over N MiB, print checksum\r\n  dirty [N]       keep dirtying N MiB (default 16) until a key is pressed\r\n  exit N          end the VM with status N (debug-exit port)\r\n  disk [info]     virtio-blk capacity\r\n  disk write|read|verify SECTOR COUNT [SEED]\r\n                  batched virtio-blk I/O with a checkable pattern\r\n  fb [WxH]        set a mode and draw the test card\r\n  fb anim [N]     bounce a square for N frames\r\n  input [N]       show N key/pointer events (q stops)\r\n",
     );
 }
 
@@ -73,6 +73,9 @@ pub fn run_command(bi: &BootInfo, line: &str) {
             Some(n) if n <= u64::from(u32::MAX) => arch::debug_exit(n as u32),
             _ => serial::puts("usage: exit N\r\n"),
         },
+        "disk" => crate::virtio_blk::command(bi, arg),
+        "fb" => crate::fb::command(bi, arg),
+        "input" => crate::input::command(bi, arg),
         _ => print!("unknown command '{}' (try help)\r\n", cmd),
     }
 }

@@ -148,41 +148,31 @@ fn open(bi: &BootInfo) -> Option<Blk> {
 /// One request: (type, sector, sectors). Data for request k lives at buf(k).
 fn run_batch(b: &mut Blk, reqs: &[(u32, u64, u64)]) -> bool {
     for (k, &(t, sector, n)) in reqs.iter().enumerate() {
-        let d = b.desc() + 48 * k as u64;
         let h = b.hdr(k);
         wr(h, t);
         wr(h + 4, 0u32);
         wr(h + 8, sector);
         wr(b.status(k), 0xffu8);
+        // Descriptors 3k (header), 3k+1 (data, if any), 3k+2 (status).
         let i = 3 * k as u16;
-        // header
-        wr(d, h);
-        wr(d + 8, 16u32);
-        wr(d + 12, F_NEXT);
-        wr(d + 14, i + 1);
-        let mut next = d + 16;
+        let d0 = b.desc() + 16 * u64::from(i);
+        wr(d0, h);
+        wr(d0 + 8, 16u32);
+        wr(d0 + 12, F_NEXT);
+        wr(d0 + 14, if n > 0 { i + 1 } else { i + 2 });
         if n > 0 {
-            wr(next, b.buf(k));
-            wr(next + 8, (n * 512) as u32);
-            wr(next + 12, F_NEXT | if t == T_IN { F_WRITE } else { 0 });
-            wr(next + 14, i + 2);
-            next += 16;
-        } else {
-            wr(d + 14, i + 2);
-            next = d + 32;
-            wr(d + 16, 0u64);
+            let d1 = d0 + 16;
+            wr(d1, b.buf(k));
+            wr(d1 + 8, (n * 512) as u32);
+            wr(d1 + 12, F_NEXT | if t == T_IN { F_WRITE } else { 0 });
+            wr(d1 + 14, i + 2);
         }
-        let _ = next;
-        // status
-        wr(d + 32, b.status(k));
-        wr(d + 40, 1u32);
-        wr(d + 44, F_WRITE);
-        wr(d + 46, 0u16);
-        if n == 0 {
-            // header -> status directly
-            wr(d + 14, i + 2);
-        }
-        let slot = b.avail() + 4 + 2 * u64::from((b.avail_idx.wrapping_add(k as u16)) % QSIZE);
+        let d2 = d0 + 32;
+        wr(d2, b.status(k));
+        wr(d2 + 8, 1u32);
+        wr(d2 + 12, F_WRITE);
+        wr(d2 + 14, 0u16);
+        let slot = b.avail() + 4 + 2 * u64::from(b.avail_idx.wrapping_add(k as u16) % QSIZE);
         wr(slot, i);
     }
     fence(Ordering::Release);
@@ -229,6 +219,7 @@ fn us(bi: &BootInfo, t0: u64) -> u64 {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Op {
     Write(u64),
     Read,
@@ -265,21 +256,19 @@ fn transfer(bi: &BootInfo, b: &mut Blk, op: Op, start: u64, count: u64) {
             return;
         }
         batches += 1;
-        for &(_, s0, len) in &reqs[..n] {
-            if matches!(op, Op::Write(_)) {
-                break;
-            }
-            let k = reqs[..n].iter().position(|r| r.1 == s0).unwrap_or(0);
-            let p = b.buf(k) as *const u64;
-            for w in 0..(len * 64) {
-                // SAFETY: as above.
-                let v = unsafe { core::ptr::read_volatile(p.add(w as usize)) };
-                sum = sum.wrapping_add(v);
-                if let Op::Verify(seed) = op {
-                    let want = pattern(s0 * 512 + w * 8, seed);
-                    if v != want {
-                        print!("disk: verify FAIL at sector {} word {}: {:#x} != {:#x}\r\n", s0 + w / 64, w % 64, v, want);
-                        return;
+        if !matches!(op, Op::Write(_)) {
+            for (k, &(_, s0, len)) in reqs[..n].iter().enumerate() {
+                let p = b.buf(k) as *const u64;
+                for w in 0..(len * 64) {
+                    // SAFETY: the request's buffer in the DMA window.
+                    let v = unsafe { core::ptr::read_volatile(p.add(w as usize)) };
+                    sum = sum.wrapping_add(v);
+                    if let Op::Verify(seed) = op {
+                        let want = pattern(s0 * 512 + w * 8, seed);
+                        if v != want {
+                            print!("disk: verify FAIL at sector {} word {}: {:#x} != {:#x}\r\n", s0 + w / 64, w % 64, v, want);
+                            return;
+                        }
                     }
                 }
             }

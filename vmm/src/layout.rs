@@ -38,6 +38,9 @@ pub const FB_REGS_SIZE: u64 = 0x1000;
 pub const POINTER_REGS_BASE: u64 = MMIO_BASE + 0x10_1000;
 /// Size of the pointer register block.
 pub const POINTER_REGS_SIZE: u64 = 0x1000;
+/// Pointer event interrupt (IRQ 3: COM2's line, unused on this machine;
+/// clear of the virtio GSIs 5..12).
+pub const POINTER_IRQ: u32 = 3;
 
 /// Guest-physical base of the linear framebuffer (VRAM memslot).
 pub const FB_BASE: u64 = 0xE000_0000;

@@ -176,7 +176,7 @@ impl Image {
 /// VRAM: a sealed memfd mapped shared into this process.
 pub struct Vram {
     file: File,
-    map: MmapRegion,
+    map: Arc<MmapRegion>,
 }
 
 impl Vram {
@@ -197,7 +197,10 @@ impl Vram {
         .map_err(io::Error::from)?;
         let map = MmapRegion::from_file(FileOffset::new(file.try_clone()?, 0), size)
             .map_err(|e| io::Error::other(format!("mmap vram: {e}")))?;
-        Ok(Self { file, map })
+        Ok(Self {
+            file,
+            map: Arc::new(map),
+        })
     }
 
     /// The memfd (pass to svc-vnc; it maps it read-only).
@@ -218,6 +221,11 @@ impl Vram {
     /// The mapping as a region (host-side pixel access, tests).
     pub fn region(&self) -> &MmapRegion {
         &self.map
+    }
+
+    /// The shared mapping, for `Vm::add_memslot(layout::FB_BASE, .., true)`.
+    pub fn mapping(&self) -> Arc<MmapRegion> {
+        self.map.clone()
     }
 }
 

@@ -9,3 +9,4 @@ pub mod i8042;
 pub mod input;
 pub mod framebuffer;
 pub mod pointer;
+pub mod platform;

@@ -21,8 +21,13 @@
 //! ```
 //! Buttons: bit 0 left, 1 right, 2 middle, 3 side, 4 extra. Wheel: +1 per
 //! `wheel-up` press, -1 per `wheel-down` press.
+//!
+//! With an irq eventfd (`layout::POINTER_IRQ`), every queued event raises
+//! the line once (edge), so a guest can sleep instead of polling.
 
 use std::collections::VecDeque;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use super::bus::BusDevice;
 
@@ -136,6 +141,7 @@ impl Event {
 /// The absolute pointer device.
 #[derive(Debug, Default)]
 pub struct Pointer {
+    irq: Option<EventFd>,
     x: u16,
     y: u16,
     buttons: u8,
@@ -147,9 +153,26 @@ pub struct Pointer {
 }
 
 impl Pointer {
-    /// A pointer at (0, 0), no buttons.
+    /// A pointer at (0, 0), no buttons, polled by the guest.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A pointer that raises `irq` for each queued event.
+    pub fn with_irq(irq: EventFd) -> Self {
+        Self {
+            irq: Some(irq),
+            ..Self::default()
+        }
+    }
+
+    /// Power-on state (system_reset); keeps the irq.
+    pub fn reset(&mut self) {
+        let irq = self.irq.take();
+        *self = Self {
+            irq,
+            ..Self::default()
+        };
     }
 
     /// Apply one event (takes effect for the guest at [`Pointer::sync`]).
@@ -193,6 +216,11 @@ impl Pointer {
             wheel: self.wheel,
         });
         self.wheel = 0;
+        if let Some(irq) = &self.irq {
+            if let Err(e) = irq.write(1) {
+                tracing::warn!("pointer: irq eventfd: {e}");
+            }
+        }
     }
 
     /// `input-send-event`: apply all events, then sync.
@@ -306,6 +334,20 @@ mod tests {
         assert_eq!(r(&mut p, 0x18, 4), 0x7fff << 16);
         assert_eq!(Button::from_qmp("wheel-down"), Some(Button::WheelDown));
         assert_eq!(Button::from_qmp("thumb"), None);
+    }
+
+    #[test]
+    fn pointer_irq_per_event_and_reset() {
+        let irq = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let probe = irq.try_clone().unwrap();
+        let mut p = Pointer::with_irq(irq);
+        p.input(&[PointerInput::Abs(Axis::X, 1)]);
+        p.input(&[PointerInput::Abs(Axis::X, 2)]);
+        assert_eq!(probe.read().unwrap(), 2);
+        p.reset();
+        assert_eq!(p.pending(), 0);
+        p.input(&[PointerInput::Btn(Button::Right, true)]);
+        assert_eq!(probe.read().unwrap(), 1);
     }
 
     #[test]

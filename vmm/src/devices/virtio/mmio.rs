@@ -131,6 +131,11 @@ impl MmioTransport {
         !self.activated && self.status & status::FEATURES_OK != 0
     }
 
+    /// Device reset (system_reset): as if the driver wrote status 0.
+    pub fn reset_device(&mut self) {
+        self.reset();
+    }
+
     fn reset(&mut self) {
         if self.activated {
             self.device.reset();
