@@ -10,7 +10,7 @@
 mod asn1;
 pub mod authz;
 pub mod dn;
-mod p8;
+pub mod p8;
 pub mod pem;
 pub mod pki;
 pub mod secret;

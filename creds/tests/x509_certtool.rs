@@ -132,6 +132,30 @@ fn material_survives_serialization() {
 }
 
 #[test]
+fn material_and_secrets_survive_postcard() {
+    // The IPC wire format (postcard), for the service's startup message.
+    let m = server().clone();
+    let bytes = postcard::to_allocvec(&m).unwrap();
+    let back: X509Material = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, m);
+    back.server_config().unwrap();
+    let s = password();
+    let back: Secret = postcard::from_bytes(&postcard::to_allocvec(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+    let a = creds::Authz::List(
+        creds::AuthzList::from_json(
+            r#"{"rules":[{"match":"C=GB,*","policy":"allow","format":"glob"}]}"#,
+            "t",
+        )
+        .unwrap(),
+    );
+    let back: creds::Authz = postcard::from_bytes(&postcard::to_allocvec(&a).unwrap()).unwrap();
+    assert_eq!(back, a);
+    // Truncated input is an error, not a panic.
+    assert!(postcard::from_bytes::<X509Material>(&bytes[..bytes.len() / 2]).is_err());
+}
+
+#[test]
 fn wrong_endpoint_refused() {
     let m = X509Material::load(&pki().join("client"), Endpoint::Client, true, None).unwrap();
     let e = m.server_config().unwrap_err().to_string();
