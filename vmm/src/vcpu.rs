@@ -222,11 +222,29 @@ pub fn run(ctx: VcpuContext) {
         fd.get_kvm_run() as *mut kvm_run
     };
     KVM_RUN_PTR.with(|c| c.set(kvm_run_ptr));
+    // After a port/MMIO exit the instruction is only completed (result in
+    // RAX, RIP advanced) by the next KVM_RUN; state saved before that would
+    // replay the access. So before parking, re-enter once with
+    // immediate_exit set: KVM completes the access and returns at once.
+    let mut io_pending = false;
     loop {
-        if ctx.control.exit_req.load(Ordering::SeqCst) {
-            break;
-        }
-        if ctx.control.pause_req.load(Ordering::SeqCst) {
+        if ctx.control.should_stop() {
+            if io_pending {
+                let mut fd = ctx.fd.lock().unwrap_or_else(|p| p.into_inner());
+                fd.set_kvm_immediate_exit(1);
+                match fd.run() {
+                    Err(e) if e.errno() == libc::EINTR => {}
+                    other => tracing::warn!(
+                        vcpu = ctx.id,
+                        "completing I/O before pause: {:?}",
+                        other.map(|_| ())
+                    ),
+                }
+                io_pending = false;
+            }
+            if ctx.control.exit_req.load(Ordering::SeqCst) {
+                break;
+            }
             ctx.control.park();
             continue;
         }
@@ -237,7 +255,16 @@ pub fn run(ctx: VcpuContext) {
             continue;
         }
         let stop_reason = match fd.run() {
-            Ok(exit) => handle_exit(&ctx, exit),
+            Ok(exit) => {
+                io_pending = matches!(
+                    exit,
+                    VcpuExit::IoIn(..)
+                        | VcpuExit::IoOut(..)
+                        | VcpuExit::MmioRead(..)
+                        | VcpuExit::MmioWrite(..)
+                );
+                handle_exit(&ctx, exit)
+            }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
             Err(e) => Some(Request::InternalError(format!(
                 "vcpu {}: KVM_RUN failed: {e}",
@@ -247,6 +274,7 @@ pub fn run(ctx: VcpuContext) {
         drop(fd);
         if let Some(req) = stop_reason {
             tracing::debug!(vcpu = ctx.id, ?req, "vcpu stops");
+            io_pending = false;
             let _ = ctx.requests.send(req);
             ctx.control.wait_for_pause();
         }
