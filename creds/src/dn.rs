@@ -71,22 +71,35 @@ pub fn format_name(name: &X509Name<'_>) -> String {
                 out.push('+');
             }
             let oid = ava.attr_type().to_id_string();
-            let value = ava.as_str().ok().or_else(|| {
-                // BMPString/UniversalString/TeletexString: gnutls converts what it can;
-                // TeletexString with ASCII content is common in old certificates.
-                let any = ava.attr_value();
-                match any.tag() {
-                    x509_parser::der_parser::asn1_rs::Tag::T61String => {
-                        std::str::from_utf8(any.data).ok()
+            let value: Option<std::borrow::Cow<'_, str>> = match ava.as_str() {
+                Ok(v) => Some(v.into()),
+                Err(_) => {
+                    // gnutls also converts TeletexString (ASCII in practice) and
+                    // BMPString (UTF-16BE) to text.
+                    let any = ava.attr_value();
+                    match any.tag() {
+                        x509_parser::der_parser::asn1_rs::Tag::T61String => {
+                            std::str::from_utf8(any.data).ok().map(Into::into)
+                        }
+                        x509_parser::der_parser::asn1_rs::Tag::BmpString
+                            if any.data.len() % 2 == 0 =>
+                        {
+                            let units =
+                                any.data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                            char::decode_utf16(units)
+                                .collect::<Result<String, _>>()
+                                .ok()
+                                .map(Into::into)
+                        }
+                        _ => None,
                     }
-                    _ => None,
                 }
-            });
+            };
             match (short_name(&oid), value) {
                 (Some(short), Some(v)) => {
                     out.push_str(short);
                     out.push('=');
-                    escape_value(v, &mut out);
+                    escape_value(&v, &mut out);
                 }
                 _ => {
                     out.push_str(&oid);
@@ -132,6 +145,29 @@ mod tests {
         let mut s = String::new();
         escape_value("#a, b+c ", &mut s);
         assert_eq!(s, "\\#a\\, b\\+c\\ ");
+    }
+
+    #[test]
+    fn special_values() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        dn.push(
+            rcgen::DnType::CommonName,
+            rcgen::DnValue::BmpString("bmp-ü".try_into().unwrap()),
+        );
+        dn.push(
+            rcgen::DnType::CustomDnType(vec![1, 3, 6, 1, 4, 1, 99999, 1]),
+            "x",
+        );
+        params.distinguished_name = dn;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_dn(cert.der()).unwrap(),
+            "O=Example\\, Inc.,CN=bmp-ü,1.3.6.1.4.1.99999.1=#0c0178"
+        );
+        assert_eq!(subject_dn(b"not a certificate"), None);
     }
 
     #[test]
