@@ -12,6 +12,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 pub mod capture;
+pub mod fd;
 pub mod file;
 pub mod null;
 pub mod pty;

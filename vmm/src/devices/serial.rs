@@ -80,6 +80,7 @@ pub struct SerialDevice {
     irq: EventFd,
     events: FlowEvents,
     writer: BackendWriter,
+    write_errors: u64,
 }
 
 impl SerialDevice {
@@ -94,6 +95,7 @@ impl SerialDevice {
             irq,
             events,
             writer,
+            write_errors: 0,
         })
     }
 
@@ -166,7 +168,11 @@ impl BusDevice for SerialDevice {
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let (Some(&b), true) = (data.first(), offset < 8) {
             if let Err(e) = self.uart.write(offset as u8, b) {
-                tracing::warn!("serial write: {e:?}");
+                // Once per device: a dead backend must not flood the log.
+                if self.write_errors == 0 {
+                    tracing::warn!("serial output lost: {e:?}");
+                }
+                self.write_errors += 1;
             }
         }
     }
