@@ -296,6 +296,7 @@ struct VmInner {
     xsave: bool,
     tsc_khz: u64,
     slots: Mutex<Vec<MemSlot>>,
+    vmm_dirty: Mutex<std::collections::HashMap<u32, Vec<u64>>>,
     extra_maps: Mutex<Vec<Arc<MmapRegion>>>,
     irqfds: Mutex<Vec<EventFd>>,
     reset_hooks: Mutex<Vec<Box<dyn FnMut() + Send>>>,
@@ -570,6 +571,7 @@ impl Vm {
             xsave,
             tsc_khz,
             slots: Mutex::new(slots),
+            vmm_dirty: Mutex::new(std::collections::HashMap::new()),
             extra_maps: Mutex::new(Vec::new()),
             irqfds: Mutex::new(irqfds),
             reset_hooks: Mutex::new(Vec::new()),
@@ -783,6 +785,9 @@ impl Vm {
             .find(|s| s.slot == slot)
             .ok_or_else(|| VmError::Invalid(format!("no memslot {slot}")))?;
         s.dirty_log = on;
+        if !on {
+            lock(&self.inner.vmm_dirty).remove(&slot);
+        }
         set_slot(&self.inner.vm_fd, s)
     }
 
@@ -799,10 +804,40 @@ impl Vm {
                 "dirty logging is off for memslot {slot}"
             )));
         }
-        kvm(
+        let mut bits = kvm(
             "KVM_GET_DIRTY_LOG",
             self.inner.vm_fd.get_dirty_log(slot, s.size as usize),
-        )
+        )?;
+        if let Some(vmm_bits) = lock(&self.inner.vmm_dirty).get_mut(&slot) {
+            for (b, v) in bits.iter_mut().zip(vmm_bits.iter_mut()) {
+                *b |= std::mem::take(v);
+            }
+        }
+        Ok(bits)
+    }
+
+    /// Record that the VMM itself (a device doing DMA, not a vCPU) wrote
+    /// `[gpa, gpa+len)`: KVM's log does not see such writes, so devices call
+    /// this and [`Vm::dirty_bitmap`] reports the pages too. Ignored for
+    /// slots without dirty logging.
+    pub fn mark_dirty(&self, gpa: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let slots = lock(&self.inner.slots);
+        let mut vmm_dirty = lock(&self.inner.vmm_dirty);
+        let end = gpa.saturating_add(len);
+        for s in slots.iter().filter(|s| s.dirty_log) {
+            let (lo, hi) = (gpa.max(s.gpa), end.min(s.gpa + s.size));
+            if lo >= hi {
+                continue;
+            }
+            let words = (s.size / 4096).div_ceil(64) as usize;
+            let map = vmm_dirty.entry(s.slot).or_insert_with(|| vec![0; words]);
+            for page in (lo - s.gpa) / 4096..=(hi - 1 - s.gpa) / 4096 {
+                map[(page / 64) as usize] |= 1 << (page % 64);
+            }
+        }
     }
 
     /// Full KVM state of the machine. The VM must be stopped.
@@ -919,6 +954,22 @@ impl VmInner {
                 vcpus.len()
             ))
             .into());
+        }
+        // A migration stream is untrusted: only MSRs this VM saves itself
+        // (KVM's saveable list, as probed here) are accepted.
+        for st in &s.vcpus {
+            if st.msrs.len() > self.msr_list.len() {
+                return Err(
+                    StateError::Mismatch(format!("{} MSRs in saved state", st.msrs.len())).into(),
+                );
+            }
+            if let Some(m) = st.msrs.iter().find(|m| !self.msr_list.contains(&m.index)) {
+                return Err(StateError::Mismatch(format!(
+                    "MSR {:#x} is not saveable here",
+                    m.index
+                ))
+                .into());
+            }
         }
         state::set_vm_state(&self.vm_fd, &s.vm, with_clock)?;
         for (v, st) in vcpus.iter().zip(&s.vcpus) {

@@ -146,6 +146,17 @@ fn vm_state_round_trip_on_paused_vm() {
     json_diff("", &strip(&s1), &strip(&s2), &mut diffs);
     assert!(diffs.is_empty(), "state changed across restore: {diffs:?}");
     assert_eq!(s1.vcpus[0].regs.rip, s2.vcpus[0].regs.rip);
+    // Untrusted state: an MSR this VM does not save, or a wrong vCPU count,
+    // is refused before anything is written.
+    let mut bad = s1.clone();
+    bad.vcpus[0].msrs.push(vmm::state::MsrValue {
+        index: 0xdead_beef,
+        data: 0,
+    });
+    assert!(vm.restore_state(&bad).is_err());
+    let mut bad = s1.clone();
+    bad.vcpus.pop();
+    assert!(vm.restore_state(&bad).is_err());
     // The restored guest keeps working.
     let h = heartbeat(&vm);
     vm.resume().unwrap();

@@ -85,6 +85,15 @@ fn vm_dirty_log_shows_exactly_the_written_pages() {
     assert_eq!(pages(&vm.dirty_bitmap(fb_slot).unwrap()), vec![2]);
     // Get-and-clear: a second read is empty.
     assert!(pages(&vm.dirty_bitmap(ram_slot).unwrap()).is_empty());
+    // Writes made by the VMM (device DMA) are reported once marked.
+    vm.mark_dirty(0x40_0ff0, 0x1010); // ends exactly at 0x402000: pages 0x400, 0x401
+    vm.mark_dirty(FB_BASE - 0x10, 0x20); // straddles the hole: VRAM page 0 only
+    assert_eq!(
+        pages(&vm.dirty_bitmap(ram_slot).unwrap()),
+        vec![0x400, 0x401]
+    );
+    assert_eq!(pages(&vm.dirty_bitmap(fb_slot).unwrap()), vec![0]);
+    assert!(pages(&vm.dirty_bitmap(ram_slot).unwrap()).is_empty());
     // The writes really landed in guest RAM and in the VRAM mapping.
     assert_eq!(
         vm.memory()
