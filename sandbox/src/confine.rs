@@ -26,7 +26,9 @@
 //! 11. Drop the whole capability bounding set (needs `CAP_SETPCAP`, so before
 //!     the uid switch) and clear the ambient set.
 //! 12. When euid is 0 and the target id (default 65534) is mapped:
-//!     `setgroups([])`, `setresgid`, `setresuid`. (In a user namespace made
+//!     `setgroups([])`, `setresgid`, `setresuid`, then re-arm
+//!     `PR_SET_PDEATHSIG(SIGKILL)` (the kernel clears it on a uid change).
+//!     (In a user namespace made
 //!     by an unprivileged supervisor only the supervisor's own uid is mapped,
 //!     as 0; the service stays ns-root, which is the unprivileged supervisor
 //!     uid outside, with no capabilities.)
@@ -69,8 +71,8 @@ pub fn confine(policy: &Policy) -> Result<(), SandboxError> {
     // SAFETY: geteuid has no preconditions.
     let switch_user = unsafe { libc::geteuid() } == 0 && target_mapped(policy.user)?;
 
-    // SAFETY: unshare takes only flags.
     check(
+        // SAFETY: unshare takes only flags.
         unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS) },
         "unshare(CLONE_NEWNS|CLONE_NEWUTS)",
     )?;
@@ -79,19 +81,37 @@ pub fn confine(policy: &Policy) -> Result<(), SandboxError> {
     }
     set_hostname(&policy.hostname)?;
     set_limits(policy)?;
-    // SAFETY: prctl with integer arguments only.
     check(
+        // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) },
         "prctl(PR_SET_DUMPABLE, 0)",
     )?;
-    // SAFETY: prctl with integer arguments only.
     check(
+        // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
         "prctl(PR_SET_NO_NEW_PRIVS)",
     )?;
     drop_bounding_and_ambient()?;
     if switch_user {
         switch_to(policy.user)?;
+        check(
+            // The kernel clears the parent-death signal on every euid/egid
+            // change (commit_creds), so arm it again. If the supervisor died in
+            // the two syscalls between, the service still sees EOF on its IPC
+            // socket and must exit on it (every service treats a dead peer as
+            // fatal).
+            // SAFETY: prctl with integer arguments only.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                )
+            },
+            "prctl(PR_SET_PDEATHSIG) after uid switch",
+        )?;
     }
     clear_capabilities()?;
     if policy.seccomp {
@@ -120,8 +140,8 @@ fn target_mapped((uid, gid): (u32, u32)) -> Result<bool, SandboxError> {
 
 fn empty_root() -> Result<(), SandboxError> {
     let null = std::ptr::null::<libc::c_char>();
-    // SAFETY: mount with a constant path and null source/type/data.
     check(
+        // SAFETY: mount with a constant path and null source/type/data.
         unsafe {
             libc::mount(
                 null,
@@ -133,8 +153,8 @@ fn empty_root() -> Result<(), SandboxError> {
         },
         "mount(/, MS_REC|MS_PRIVATE)",
     )?;
-    // SAFETY: constant NUL-terminated strings; the kernel copies them.
     check(
+        // SAFETY: constant NUL-terminated strings; the kernel copies them.
         unsafe {
             libc::mount(
                 c"tmpfs".as_ptr(),
@@ -153,15 +173,15 @@ fn empty_root() -> Result<(), SandboxError> {
     // SAFETY: constant paths.
     let rc = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
     check(rc as libc::c_int, "pivot_root")?;
-    // SAFETY: constant path.
     check(
+        // SAFETY: constant path.
         unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) },
         "umount2(old root, MNT_DETACH)",
     )?;
     // SAFETY: constant path.
     check(unsafe { libc::chdir(c"/".as_ptr()) }, "chdir(/)")?;
-    // SAFETY: constant path, null source/type/data.
     check(
+        // SAFETY: constant path, null source/type/data.
         unsafe {
             libc::mount(
                 null,
@@ -187,9 +207,9 @@ fn empty_root() -> Result<(), SandboxError> {
 }
 
 fn set_hostname(name: &str) -> Result<(), SandboxError> {
-    // Runs only after `unshare(CLONE_NEWUTS)`: never renames the host.
-    // SAFETY: `name` is valid for `len` bytes; the kernel copies it.
     check(
+        // Runs only after `unshare(CLONE_NEWUTS)`: never renames the host.
+        // SAFETY: `name` is valid for `len` bytes; the kernel copies it.
         unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) },
         "sethostname",
     )
@@ -233,8 +253,8 @@ fn drop_bounding_and_ambient() -> Result<(), SandboxError> {
             break; // EINVAL: beyond the kernel's last capability
         }
         if has == 1 {
-            // SAFETY: prctl with integer arguments only.
             check(
+                // SAFETY: prctl with integer arguments only.
                 unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) },
                 "prctl(PR_CAPBSET_DROP)",
             )?;
@@ -244,8 +264,11 @@ fn drop_bounding_and_ambient() -> Result<(), SandboxError> {
 }
 
 fn switch_to((uid, gid): (u32, u32)) -> Result<(), SandboxError> {
-    // SAFETY: setgroups with an empty list reads no memory.
-    check(unsafe { libc::setgroups(0, std::ptr::null()) }, "setgroups([])")?;
+    check(
+        // SAFETY: setgroups with an empty list reads no memory.
+        unsafe { libc::setgroups(0, std::ptr::null()) },
+        "setgroups([])",
+    )?;
     // SAFETY: integer arguments only.
     check(unsafe { libc::setresgid(gid, gid, gid) }, "setresgid")?;
     // SAFETY: integer arguments only.

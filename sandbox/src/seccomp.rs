@@ -70,7 +70,7 @@ macro_rules! allow {
     };
 }
 
-const fn paste_allow(name: &'static str, nr: libc::c_long, check: ArgCheck) -> AllowedSyscall {
+const fn paste_allow(name: &'static str, nr: i64, check: ArgCheck) -> AllowedSyscall {
     // `stringify!(SYS_read)` → "SYS_read"; strip the prefix for display.
     let bytes = name.as_bytes();
     let (_, rest) = bytes.split_at(4);
@@ -78,11 +78,7 @@ const fn paste_allow(name: &'static str, nr: libc::c_long, check: ArgCheck) -> A
         Ok(s) => s,
         Err(_) => name,
     };
-    AllowedSyscall {
-        name,
-        nr: nr as i64,
-        check,
-    }
+    AllowedSyscall { name, nr, check }
 }
 
 /// What every Rust std + rustls + poll service needs.
@@ -228,7 +224,7 @@ fn rules_for(check: ArgCheck) -> Result<Vec<SeccompRule>, SandboxError> {
                 libc::FIONREAD,
                 libc::TCGETS,
             ] {
-                v.push(cond(1, Dword, SeccompCmpOp::Eq, req as u64)?);
+                v.push(cond(1, Dword, SeccompCmpOp::Eq, req)?);
             }
             v
         }
@@ -246,7 +242,7 @@ fn compile(filter: SeccompFilter) -> Result<BpfProgram, SandboxError> {
 pub fn compile_filters(kind: ServiceKind, extra: &[i64]) -> Result<Vec<BpfProgram>, SandboxError> {
     let arch = arch()?;
     let enosys: BTreeMap<i64, Vec<SeccompRule>> =
-        [(libc::SYS_clone3 as i64, Vec::new())].into_iter().collect();
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect();
     let first = SeccompFilter::new(
         enosys,
         SeccompAction::Allow,
@@ -315,14 +311,16 @@ mod tests {
         for kind in ServiceKind::ALL {
             let list = allowlist(kind);
             for (name, nr) in MUST_DENY {
-                assert!(
-                    !list.iter().any(|s| s.nr == *nr as i64),
-                    "{kind} allows {name}"
-                );
+                assert!(!list.iter().any(|s| s.nr == *nr), "{kind} allows {name}");
             }
             #[cfg(target_arch = "x86_64")]
-            for nr in [libc::SYS_open, libc::SYS_creat, libc::SYS_fork, libc::SYS_vfork] {
-                assert!(!list.iter().any(|s| s.nr == nr as i64), "{kind} allows {nr}");
+            for nr in [
+                libc::SYS_open,
+                libc::SYS_creat,
+                libc::SYS_fork,
+                libc::SYS_vfork,
+            ] {
+                assert!(!list.iter().any(|s| s.nr == nr), "{kind} allows {nr}");
             }
         }
     }

@@ -194,7 +194,10 @@ pub fn spawn(spec: SpawnSpec) -> Result<ServiceProcess, SandboxError> {
                 "bad environment variable name {k:?}"
             )));
         }
-        env_c.push(cstring("environment variable", format!("{k}={v}").as_bytes())?);
+        env_c.push(cstring(
+            "environment variable",
+            format!("{k}={v}").as_bytes(),
+        )?);
     }
     let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -416,14 +419,21 @@ unsafe fn child_fail(err_w: RawFd, step: Step) -> ! {
 /// # Safety
 /// Must only run in the freshly cloned child of [`spawn`].
 unsafe fn child_main(ctx: &ChildCtx) -> ! {
-    // SAFETY (whole body): every call below is an async-signal-safe system
+    // SAFETY: (whole body) every call below is an async-signal-safe system
     // call wrapper operating on fds and memory prepared before the clone.
     unsafe {
         libc::close(ctx.sync_w);
         libc::close(ctx.err_r);
         let mut err_w = ctx.err_w;
 
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             child_fail(err_w, Step::Pdeathsig);
         }
         // If the supervisor died before PDEATHSIG was armed, nothing would

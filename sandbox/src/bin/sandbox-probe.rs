@@ -1,7 +1,7 @@
 //! `sandbox-probe`: a stand-in service for the sandbox tests.
 //!
 //! Service role (`sandbox-probe --ipc-fd 3 [--kind K] [--no-seccomp]
-//! [--port N]`): calls [`sandbox::confine`] first, then serves one-byte
+//! [--no-sandbox] [--port N]`): calls [`sandbox::confine`] first, then serves one-byte
 //! commands read with `recvmsg` from fd 3, answering one byte:
 //!
 //! | cmd | action | reply |
@@ -14,6 +14,7 @@
 //! | `c` | `fork()` | `y` forked / `n` |
 //! | `w` | std workload: threads, locks, channels, sleeps, big allocations, getrandom, pipes, poll, eventfd | `k` |
 //! | `r` | takes the fd passed with the command (SCM_RIGHTS), fstat + pwrite + pread + fsync on it | `k` / `n` |
+//! | `h` | answer, then sleep forever (ignores the socket) | `k` |
 //! | `x` | exit(0) | — |
 //!
 //! Launcher role (`sandbox-probe launch [--drop-to-uid U] [-- service args]`):
@@ -66,6 +67,9 @@ fn service(args: &[String]) {
     let mut policy = Policy::for_service(kind);
     if args.iter().any(|a| a == "--no-seccomp") {
         policy.seccomp = false;
+    }
+    if args.iter().any(|a| a == "--no-sandbox") {
+        policy = Policy::disabled(kind);
     }
     if let Err(e) = sandbox::confine(&policy) {
         die(&format!("confine: {e}"));
@@ -130,6 +134,14 @@ fn service(args: &[String]) {
                 Some(file) => yes(file_io(file)),
                 None => b'n',
             },
+            b'h' => {
+                // Answer, then stop serving: only a signal ends us now.
+                // SAFETY: one-byte write from a valid buffer.
+                unsafe { libc::write(fd, [b'k'].as_ptr().cast(), 1) };
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             b'x' => std::process::exit(0),
             _ => b'?',
         };
@@ -156,7 +168,7 @@ fn recv_cmd(fd: RawFd) -> Option<(u8, Option<OwnedFd>)> {
         iov_len: 1,
     };
     let mut cbuf = [0u64; 8]; // aligned, room for one SCM_RIGHTS fd
-    // SAFETY: zeroed msghdr is valid; fields set below point at live buffers.
+                              // SAFETY: zeroed msghdr is valid; fields set below point at live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
