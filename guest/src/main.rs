@@ -35,7 +35,7 @@ pub extern "C" fn rust_eh_personality() {}
 
 /// Ring-3 entry (from `_start`'s `iretq`), `bi` = boot-info page.
 #[no_mangle]
-pub extern "C" fn guest_main(bi: *const BootInfo) -> ! {
+extern "C" fn guest_main(bi: *const BootInfo) -> ! {
     // SAFETY: the VMM passes the identity-mapped boot-info page.
     let bi = unsafe { core::ptr::read_volatile(bi) };
     serial::init();

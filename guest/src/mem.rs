@@ -122,7 +122,7 @@ pub fn dirty(bi: &BootInfo, mib: u64) {
         }
         arch::status_write(arch::status::HEARTBEAT, pass);
         let now = arch::rdtsc();
-        if (interval > 0 && now.wrapping_sub(last) >= interval) || (interval == 0 && pass % 64 == 0) {
+        if (interval > 0 && now.wrapping_sub(last) >= interval) || (interval == 0 && pass.is_multiple_of(64)) {
             crate::print!("dirty: pass {}\r\n", pass);
             last = now;
         }

@@ -25,18 +25,14 @@ fn read_line(buf: &mut [u8]) -> usize {
                 serial::puts("\r\n");
                 return n;
             }
-            0x08 | 0x7f => {
-                if n > 0 {
-                    n -= 1;
-                    serial::write(b"\x08 \x08");
-                }
+            0x08 | 0x7f if n > 0 => {
+                n -= 1;
+                serial::write(b"\x08 \x08");
             }
-            0x20..=0x7e => {
-                if n < buf.len() {
-                    buf[n] = c;
-                    n += 1;
-                    serial::write(&[c]);
-                }
+            0x20..=0x7e if n < buf.len() => {
+                buf[n] = c;
+                n += 1;
+                serial::write(&[c]);
             }
             _ => {}
         }
