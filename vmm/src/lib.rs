@@ -17,5 +17,6 @@ pub mod loader;
 pub mod memory;
 pub mod services;
 pub mod state;
+pub mod supervisor;
 pub mod vcpu;
 pub mod vm;
