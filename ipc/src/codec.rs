@@ -6,12 +6,15 @@
 //!
 //! - never panics; every failure is an [`IpcError`];
 //! - bytes left over after the message are an error (no smuggled data);
-//! - allocation is bounded by the input size: strings and byte buffers are
-//!   length-checked against the remaining input before any copy, and
-//!   postcard 1.2 gives no sequence size hint larger than the remaining
-//!   input (serde additionally caps pre-allocation at 1 MiB), so a claimed
-//!   length of 2^60 cannot reserve memory. Message types contain no maps and
-//!   no recursion, so nesting depth is fixed by the type;
+//! - allocation is bounded by the input size, never by a length the input
+//!   claims: strings and byte buffers ([`crate::Bytes`], `serde_bytes`) are
+//!   length-checked against the remaining input before any copy, and serde
+//!   caps the pre-allocation of any other sequence at 1 MiB whatever length
+//!   is claimed (postcard passes the claim through as a size hint). Message
+//!   types contain no maps and no recursion, so the worst case is a few
+//!   `Vec`s of 1 MiB each for a 64 KiB datagram (`TlsMaterial`; the
+//!   service->core families hold only strings and byte buffers).
+//!   `tests/alloc_bound.rs` measures this with a counting allocator;
 //! - every attached fd that the message does not take is closed.
 
 use std::cell::RefCell;
