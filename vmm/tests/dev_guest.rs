@@ -143,6 +143,34 @@ fn dev_guest_disk_write_verify_read_through_virtio_blk() {
 }
 
 #[test]
+fn dev_guest_disk_batched_throughput() {
+    let img = TempImage::new("tput", 64 << 20);
+    let backend = Arc::new(RawFile::open(&img.0, false).unwrap());
+    let mut g = Guest::boot(vec![DriveSpec {
+        backend,
+        read_only: false,
+        serial: "t".into(),
+    }]);
+    let w = g.cmd("disk write 0 131072 0x77", "KiB/s)\r\n");
+    assert!(w.contains("wrote 131072 sectors at 0 seed 0x77 ok"), "{w}");
+    let v = g.cmd("disk verify 0 131072 0x77", " us)\r\n");
+    assert!(v.contains("verify 131072 sectors at 0 seed 0x77 ok"), "{v}");
+    for l in w
+        .lines()
+        .chain(v.lines())
+        .filter(|l| l.starts_with("disk:"))
+    {
+        eprintln!("guest (64 MiB): {l}");
+    }
+    let data = std::fs::read(&img.0).unwrap();
+    let last = data.len() - 8;
+    assert_eq!(
+        u64::from_le_bytes(data[last..].try_into().unwrap()),
+        pattern(last as u64, 0x77)
+    );
+}
+
+#[test]
 fn dev_guest_read_only_drive_refuses_writes() {
     let img = TempImage::new("ro", 1 << 20);
     let backend = Arc::new(RawFile::open(&img.0, true).unwrap());

@@ -228,6 +228,23 @@ fn low_ram_end(mem: &GuestMemoryMmap) -> u64 {
     end.min(crate::layout::RAM_LOW_END)
 }
 
+/// Kernel command-line words that tell Linux where the virtio-mmio devices
+/// of the first `slots` slots are (`virtio_mmio.device=4K@0xd0000000:5 ...`),
+/// since this machine has no ACPI/device-tree description of them.
+pub fn virtio_mmio_cmdline(slots: usize) -> String {
+    (0..slots.min(crate::layout::VIRTIO_MMIO_SLOTS as usize))
+        .map(|n| {
+            format!(
+                "virtio_mmio.device={}K@{:#x}:{}",
+                crate::layout::VIRTIO_MMIO_SIZE >> 10,
+                crate::layout::VIRTIO_MMIO_BASE + n as u64 * crate::layout::VIRTIO_MMIO_SIZE,
+                crate::layout::VIRTIO_MMIO_IRQ_BASE + n as u32
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The e820 map for `mem`: low RAM split around the legacy BIOS area, the
 /// MMIO hole reserved, RAM above 4 GiB.
 pub fn e820_map(mem: &GuestMemoryMmap) -> Vec<E820Entry> {

@@ -401,3 +401,13 @@ fn loader_real_debian_bzimage() {
         Err(LoaderError::CmdlineTooLong { .. })
     ));
 }
+
+#[test]
+fn loader_virtio_mmio_cmdline() {
+    assert_eq!(virtio_mmio_cmdline(0), "");
+    assert_eq!(
+        virtio_mmio_cmdline(2),
+        "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"
+    );
+    assert_eq!(virtio_mmio_cmdline(100).split(' ').count(), 8);
+}
