@@ -12,11 +12,13 @@
 //! 3. `unshare(CLONE_NEWNS | CLONE_NEWUTS)`: guarantees the mount and hostname
 //!    changes below stay private even if the spawner did not create
 //!    namespaces (nested inside the spawner's when it did).
-//! 4. (steps 4-6 unless `Policy::empty_root` is off) `mount("/", MS_REC | MS_PRIVATE)`: no propagation to or from the host.
+//! 4. `mount("/", MS_REC | MS_PRIVATE)`: no propagation to or from the host
+//!    (steps 4-6 are skipped only when `Policy::empty_root` is off).
 //! 5. Mount a tiny tmpfs (4 KiB, 16 inodes) on `/tmp`, `chdir` into it,
 //!    `pivot_root(".", ".")`, `umount2(".", MNT_DETACH)`: the old root is
 //!    detached and the new root is empty.
-//! 6. Bind-remount `/` read-only, nosuid, nodev, noexec; `chdir("/")`.
+//! 6. Bind-remount `/` read-only, nosuid, nodev, noexec; `chdir("/")`;
+//!    check that `/` has no entries.
 //! 7. `sethostname` to a neutral name (policy, default `localhost`).
 //! 8. rlimits, soft = hard = min(policy, current hard): `RLIMIT_CORE` 0,
 //!    `RLIMIT_MEMLOCK` 0, `RLIMIT_NOFILE`, `RLIMIT_NPROC`, `RLIMIT_AS` and
@@ -28,10 +30,9 @@
 //! 12. When euid is 0 and the target id (default 65534) is mapped:
 //!     `setgroups([])`, `setresgid`, `setresuid`, then re-arm
 //!     `PR_SET_PDEATHSIG(SIGKILL)` (the kernel clears it on a uid change).
-//!     (In a user namespace made
-//!     by an unprivileged supervisor only the supervisor's own uid is mapped,
-//!     as 0; the service stays ns-root, which is the unprivileged supervisor
-//!     uid outside, with no capabilities.)
+//!     In a user namespace made by an unprivileged supervisor only the
+//!     supervisor's own uid is mapped, as 0; the service stays ns-root, which
+//!     is the unprivileged supervisor uid outside, with no capabilities.
 //! 13. Clear effective, permitted and inheritable capabilities; verify all
 //!     five sets are empty.
 //! 14. Install the per-service seccomp filters (`seccomp` module), TSYNC,

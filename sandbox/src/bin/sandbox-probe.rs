@@ -17,6 +17,8 @@
 //! | `h` | answer, then sleep forever (ignores the socket) | `k` |
 //! | `x` | exit(0) | — |
 //!
+//! `sandbox-probe allowlist` prints the seccomp allowlist of every kind.
+//!
 //! Launcher role (`sandbox-probe launch [--drop-to-uid U] [-- service args]`):
 //! spawns a confined service-role probe through [`sandbox::spawn`], prints
 //! `pid N`, then obeys stdin lines: `send C` (prints `reply R`), `wait`
@@ -32,6 +34,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("launch") {
         launcher(&args[2..]);
+    } else if args.get(1).map(String::as_str) == Some("allowlist") {
+        for kind in ServiceKind::ALL {
+            let list: Vec<String> = sandbox::seccomp::allowlist(kind)
+                .iter()
+                .map(|s| match s.check {
+                    sandbox::seccomp::ArgCheck::Any => s.name.to_owned(),
+                    check => format!("{}[{check:?}]", s.name),
+                })
+                .collect();
+            println!("{kind} ({}): {}", list.len(), list.join(" "));
+        }
     } else {
         service(&args[1..]);
     }
