@@ -7,7 +7,7 @@
 //!  0x0000_1000  BootInfo (read it, don't write it)          BOOT_INFO_GPA
 //!  0x0000_2000  guest status page (guest-owned, tests read) STATUS_PAGE_GPA
 //!  0x0000_3000  initial GDT (null, code64 0x08, data 0x10)  GDT_GPA
-//!  0x0001_0000  PML4, PDPT, PDs (2 MiB pages, U/S, A/D set) PML4_GPA
+//!  0x0001_0000  PML4, PDPT; PDs at 0x3_0000.. (2 MiB pages)   PML4_GPA
 //!  0x0008_0000  initial stack top (rsp)                     BOOT_STACK_TOP
 //!  0x0020_0000  image (the built-in guest links here)
 //! ```
@@ -31,9 +31,11 @@ pub const STATUS_PAGE_GPA: u64 = 0x2000;
 pub const GDT_GPA: u64 = 0x3000;
 /// Top-level page table; PDPT and PDs follow it.
 pub const PML4_GPA: u64 = 0x1_0000;
-/// First PD; PD `n` maps GiB `n`.
-const PD_GPA: u64 = PML4_GPA + 0x2000;
-/// Page tables end before this address (limits the identity map to 94 GiB).
+/// First PD; PD `n` maps GiB `n`. It starts above 0x2_0000..0x2_1000, where
+/// Linux loaders put the kernel command line (custom boots write their data
+/// before the boot area is written).
+const PD_GPA: u64 = 0x3_0000;
+/// Page tables end before this address (limits the identity map to 64 GiB).
 const PT_END: u64 = 0x7_0000;
 /// Initial stack pointer.
 pub const BOOT_STACK_TOP: u64 = 0x8_0000;
@@ -421,5 +423,12 @@ mod tests {
         let pde: u64 = m.read_obj(GuestAddress((pdpt3 & !0xfff) + 8)).unwrap();
         assert_eq!(pde & !0xfff, (3 << 30) | (1 << 21));
         assert_ne!(pdpt & PTE_US, 0);
+        // However large RAM is, a Linux command line at 0x2_0000 survives.
+        m.write_slice(&[0xaa; 0x1000], GuestAddress(0x2_0000))
+            .unwrap();
+        write_page_tables(&m, 1 << 40).unwrap();
+        let mut b = [0u8; 0x1000];
+        m.read_slice(&mut b, GuestAddress(0x2_0000)).unwrap();
+        assert!(b.iter().all(|&x| x == 0xaa));
     }
 }
