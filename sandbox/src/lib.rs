@@ -9,7 +9,7 @@
 //!   caller allows, then `execve` of the service executable (for Bulkhead the
 //!   multi-call binary via `/proc/self/exe` with `argv[0] = svc-*`). Returns
 //!   a [`ServiceProcess`] with a pidfd to poll, wait on and kill.
-//! * **Service side, [`confine`]**: right after exec and before any
+//! * **Service side, [`confine()`]**: right after exec and before any
 //!   untrusted input: private mounts, `pivot_root` into an empty read-only
 //!   tmpfs, neutral hostname, rlimits, `PR_SET_DUMPABLE 0`,
 //!   `PR_SET_NO_NEW_PRIVS`, capability bounding/ambient drop, switch to an

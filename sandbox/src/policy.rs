@@ -4,7 +4,7 @@
 //! knows what it is from `argv[0]`), so a compromised supervisor message
 //! cannot widen it. Fields are public so the supervisor-side caller can adjust
 //! sizes (e.g. add the guest RAM size to svc-migrate's address-space limit)
-//! before the service calls [`crate::confine`].
+//! before the service calls [`crate::confine()`].
 
 use std::fmt;
 
@@ -57,7 +57,7 @@ impl fmt::Display for ServiceKind {
     }
 }
 
-/// Resource limits applied by [`crate::confine`] (soft = hard).
+/// Resource limits applied by [`crate::confine()`] (soft = hard).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// `RLIMIT_NOFILE`: highest fd number + 1 the service may hold.
@@ -125,7 +125,7 @@ impl Policy {
         }
     }
 
-    /// `--no-sandbox`: nothing is confined. [`crate::confine`] logs a loud
+    /// `--no-sandbox`: nothing is confined. [`crate::confine()`] logs a loud
     /// warning when given this policy.
     pub fn disabled(kind: ServiceKind) -> Self {
         Policy {

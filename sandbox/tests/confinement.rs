@@ -254,6 +254,35 @@ fn fork_is_killed_with_sigsys() {
 }
 
 #[test]
+fn terminal_injection_ioctl_is_killed_with_sigsys() {
+    expect_seccomp_kill(&[], b't');
+}
+
+#[test]
+fn prctl_other_than_thread_name_is_killed_with_sigsys() {
+    expect_seccomp_kill(&[], b'p');
+}
+
+#[test]
+fn kill_syscall_is_killed_with_sigsys() {
+    expect_seccomp_kill(&[], b'k');
+}
+
+#[test]
+fn argument_checked_syscalls_pass_without_seccomp() {
+    // Control for the three tests above: the same calls do not crash the
+    // probe when only the seccomp layer is off, so the kills come from it.
+    let Some(mut p) = spawn_probe(&["--no-seccomp"]) else {
+        return;
+    };
+    assert_eq!(cmd(&p, b't'), Some(b'n'), "TIOCSTI on /dev/null fails");
+    assert_eq!(cmd(&p, b'p'), Some(b'y'));
+    assert_eq!(cmd(&p, b'k'), Some(b'y'));
+    assert_eq!(cmd(&p, b'x'), None);
+    assert_eq!(wait(&mut p), ExitStatus::Exited(0));
+}
+
+#[test]
 fn kill_9_is_reported_as_sigkill() {
     let Some(mut p) = spawn_probe(&[]) else {
         return;
@@ -545,6 +574,29 @@ fn unprivileged_supervisor_confines_through_a_user_namespace() {
     assert!(inspect::root_entries(pid).unwrap().is_empty());
     assert_eq!(l.say("send w"), "reply k");
     assert_eq!(l.say("send f"), "reply EOF");
+    assert_eq!(l.say("wait"), format!("status signal {}", libc::SIGSYS));
+    l.say("exit");
+    let _ = l.child.wait();
+}
+
+#[test]
+fn spawner_falls_back_to_clone_without_clone3() {
+    // The launcher hides clone3 (ENOSYS) from itself, as Docker's default
+    // seccomp profile does, then spawns: the legacy clone path must give the
+    // same confined service and a working pidfd.
+    let Some((mut l, pid)) = Launcher::start(&["--no-clone3"]) else {
+        return;
+    };
+    assert_eq!(l.say("send i"), "reply k");
+    let st = inspect::proc_status(pid).unwrap();
+    assert_eq!(st.seccomp, 2);
+    assert!(st.no_new_privs && st.no_capabilities());
+    assert_ne!(
+        inspect::namespaces(pid).unwrap().pid,
+        inspect::own_namespaces().unwrap().pid
+    );
+    assert_eq!(l.say("send w"), "reply k");
+    assert_eq!(l.say("send s"), "reply EOF");
     assert_eq!(l.say("wait"), format!("status signal {}", libc::SIGSYS));
     l.say("exit");
     let _ = l.child.wait();

@@ -1,7 +1,7 @@
 //! `sandbox-probe`: a stand-in service for the sandbox tests.
 //!
 //! Service role (`sandbox-probe --ipc-fd 3 [--kind K] [--no-seccomp]
-//! [--no-sandbox] [--port N]`): calls [`sandbox::confine`] first, then serves one-byte
+//! [--no-sandbox] [--port N]`): calls [`sandbox::confine()`] first, then serves one-byte
 //! commands read with `recvmsg` from fd 3, answering one byte:
 //!
 //! | cmd | action | reply |
@@ -14,12 +14,16 @@
 //! | `c` | `fork()` | `y` forked / `n` |
 //! | `w` | std workload: threads, locks, channels, sleeps, big allocations, getrandom, pipes, poll, eventfd | `k` |
 //! | `r` | takes the fd passed with the command (SCM_RIGHTS), fstat + pwrite + pread + fsync on it | `k` / `n` |
+//! | `t` | `ioctl(0, TIOCSTI)` | `y` / `n` |
+//! | `p` | `prctl(PR_SET_DUMPABLE, 1)` | `y` / `n` |
+//! | `k` | `kill(getpid(), 0)` | `y` / `n` |
 //! | `h` | answer, then sleep forever (ignores the socket) | `k` |
 //! | `x` | exit(0) | — |
 //!
 //! `sandbox-probe allowlist` prints the seccomp allowlist of every kind.
 //!
-//! Launcher role (`sandbox-probe launch [--drop-to-uid U] [-- service args]`):
+//! Launcher role (`sandbox-probe launch [--drop-to-uid U] [--no-clone3]
+//! [-- service args]`):
 //! spawns a confined service-role probe through [`sandbox::spawn`], prints
 //! `pid N`, then obeys stdin lines: `send C` (prints `reply R`), `wait`
 //! (prints `status ...`), `exit` (exits at once, leaving the service to its
@@ -147,6 +151,25 @@ fn service(args: &[String]) {
                 Some(file) => yes(file_io(file)),
                 None => b'n',
             },
+            b't' => {
+                // TIOCSTI would push input into a terminal; fd 0 is /dev/null,
+                // so without seccomp this fails harmlessly with ENOTTY.
+                let c = b'x';
+                // SAFETY: ioctl with a pointer to a live byte.
+                let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &c as *const u8) };
+                yes(r == 0)
+            }
+            b'p' => {
+                // SAFETY: prctl with integer arguments only.
+                let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+                yes(r == 0)
+            }
+            b'k' => {
+                // SAFETY: kill(2) of our own pid (1 in our pid namespace) with
+                // signal 0 only checks permission.
+                let r = unsafe { libc::kill(libc::getpid(), 0) };
+                yes(r == 0)
+            }
             b'h' => {
                 // Answer, then stop serving: only a signal ends us now.
                 // SAFETY: one-byte write from a valid buffer.
@@ -315,6 +338,22 @@ fn launcher(args: &[String]) {
         if !ok {
             die("cannot drop to the requested uid");
         }
+    }
+    if args.iter().any(|a| a == "--no-clone3") {
+        // Like a container runtime's seccomp profile: clone3 → ENOSYS, so
+        // the spawner must fall back to clone(2).
+        let rules = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
+        let filter = seccompiler::SeccompFilter::new(
+            rules,
+            seccompiler::SeccompAction::Allow,
+            seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+            std::env::consts::ARCH
+                .try_into()
+                .unwrap_or_else(|_| die("arch")),
+        )
+        .unwrap_or_else(|e| die(&e.to_string()));
+        let prog: seccompiler::BpfProgram = filter.try_into().unwrap_or_else(|_| die("bpf"));
+        seccompiler::apply_filter(&prog).unwrap_or_else(|e| die(&e.to_string()));
     }
     let service_args: Vec<String> = match args.iter().position(|a| a == "--") {
         Some(i) => args[i + 1..].to_vec(),
