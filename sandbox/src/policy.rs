@@ -63,7 +63,9 @@ pub struct Limits {
     /// `RLIMIT_NOFILE`: highest fd number + 1 the service may hold.
     pub nofile: u64,
     /// `RLIMIT_NPROC`: threads (fork is forbidden by seccomp anyway). Counted
-    /// per uid across the host, so several services sharing one uid share it.
+    /// per uid across the host, so every service of every VM running as the
+    /// same uid shares it (default 1024; give each VM its own
+    /// [`Policy::user`] to make it per VM).
     pub nproc: u64,
     /// `RLIMIT_AS` and `RLIMIT_DATA` in bytes; `None` leaves them unlimited.
     /// glibc reserves 64 MiB of address space per malloc arena, so keep this
@@ -117,7 +119,7 @@ impl Policy {
             user: (65534, 65534),
             limits: Limits {
                 nofile,
-                nproc: 256,
+                nproc: 1024,
                 address_space: Some(address_space),
             },
             seccomp: true,

@@ -272,7 +272,9 @@ pub fn spawn(spec: SpawnSpec) -> Result<ServiceProcess, SandboxError> {
     // SAFETY: CLONE_PIDFD stored a fresh pidfd (close-on-exec) for the child.
     let pidfd = unsafe { OwnedFd::from_raw_fd(child_pidfd) };
     let mut process = ServiceProcess::new(pid, pidfd);
-    drop(sync_r);
+    // Keep our copy of `sync_r` until the release byte is written: with a
+    // reader left, a child that already died cannot turn that write into
+    // EPIPE/SIGPIPE for the supervisor.
     drop(err_w);
 
     let mut report = [0u8; 8];
@@ -290,6 +292,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<ServiceProcess, SandboxError> {
     // SAFETY: writes one byte from a valid buffer to our pipe end.
     let _ = unsafe { libc::write(sync_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
     drop(sync_w);
+    drop(sync_r);
 
     let n = read_full(err_r.as_raw_fd(), &mut report);
     drop(ctx);
