@@ -46,6 +46,16 @@ fn kv(s: &str) -> Map<String, Value> {
         .collect()
 }
 
+/// tracing caches per-callsite interest globally; a test that hits the
+/// registry's log callsites while `secrets_never_logged` installs its
+/// subscriber can make those events vanish there. Logging tests take the
+/// write side, the others the read side.
+static LOG_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    LOG_LOCK.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn pki() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut o = creds::pki::PkiOptions::new(dir.path());
@@ -56,6 +66,7 @@ fn pki() -> tempfile::TempDir {
 
 #[test]
 fn secret_keyval_and_json() {
+    let _g = shared();
     let mut r = ObjectRegistry::new();
     r.add("secret", "sec0", &kv("data=letmein"), true).unwrap();
     assert_eq!(r.secret("sec0").unwrap().expose(), b"letmein");
@@ -72,6 +83,7 @@ fn secret_keyval_and_json() {
 
 #[test]
 fn encrypted_secret_through_registry() {
+    let _g = shared();
     // Key and IV fixed; ciphertext from `printf letmein | openssl enc -aes-256-cbc -a -K 00..1f -iv 00..0f`.
     let key: Vec<u8> = (0u8..32).collect();
     let iv: Vec<u8> = (0u8..16).collect();
@@ -127,6 +139,7 @@ fn encrypted_secret_through_registry() {
 
 #[test]
 fn qemu_error_messages() {
+    let _g = shared();
     let mut r = ObjectRegistry::new();
     let e = |r: &mut ObjectRegistry, t: &str, id: &str, p: &str| {
         r.add(t, id, &kv(p), true).unwrap_err().msg
@@ -204,6 +217,7 @@ fn qemu_error_messages() {
 
 #[test]
 fn in_use_objects_cannot_be_deleted() {
+    let _g = shared();
     let dir = pki();
     let mut r = ObjectRegistry::new();
     r.add(
@@ -228,6 +242,7 @@ fn in_use_objects_cannot_be_deleted() {
 
 #[test]
 fn tls_creds_lookup_and_endpoint() {
+    let _g = shared();
     let dir = pki();
     let mut r = ObjectRegistry::new();
     r.add(
@@ -262,6 +277,7 @@ fn tls_creds_lookup_and_endpoint() {
 
 #[test]
 fn authz_objects() {
+    let _g = shared();
     let mut r = ObjectRegistry::new();
     r.add(
         "authz-simple",
@@ -317,6 +333,7 @@ fn authz_objects() {
 
 #[test]
 fn authz_listfile_refresh() {
+    let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("acl.json");
     std::fs::write(
@@ -359,4 +376,101 @@ fn authz_listfile_refresh() {
         "{}",
         e.msg
     );
+}
+
+/// Secret values never reach the supervisor's log output, error messages or
+/// `Debug` output, whatever happens to the objects that hold them.
+#[test]
+fn secrets_never_logged() {
+    let _g = LOG_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    const SECRET: &str = "hunter2-sekrit";
+    let mut texts = Vec::new();
+    tracing::subscriber::with_default(subscriber, || {
+        let dir = pki();
+        let mut r = ObjectRegistry::new();
+        r.add("secret", "pw", &kv(&format!("data={SECRET}")), true)
+            .unwrap();
+        r.add(
+            "secret",
+            "b64",
+            &map(json!({"data": "aHVudGVyMi1zZWtyaXQ=", "format": "base64"})),
+            false,
+        )
+        .unwrap();
+        // Failing objects that carry the secret in their properties.
+        texts.push(
+            r.add(
+                "secret",
+                "bad",
+                &kv(&format!("data={SECRET},file=/x")),
+                true,
+            )
+            .unwrap_err()
+            .msg,
+        );
+        texts.push(
+            r.add(
+                "secret",
+                "bad",
+                &kv(&format!("data={SECRET},bogus=1")),
+                true,
+            )
+            .unwrap_err()
+            .msg,
+        );
+        texts.push(
+            r.add(
+                "secret",
+                "bad",
+                &kv(&format!(
+                    "data={SECRET},keyid=pw,iv=AAAAAAAAAAAAAAAAAAAAAA=="
+                )),
+                true,
+            )
+            .unwrap_err()
+            .msg,
+        );
+        // A TLS key "password" that is wrong for an unencrypted key is simply unused.
+        r.add(
+            "tls-creds-x509",
+            "t",
+            &kv(&format!(
+                "dir={},endpoint=server,passwordid=pw",
+                dir.path().display()
+            )),
+            true,
+        )
+        .unwrap();
+        texts.push(format!("{r:?}"));
+        texts.push(format!("{:?}", r.secret("pw").unwrap()));
+        texts.push(format!("{:?}", r.object("pw").unwrap()));
+        texts.push(format!("{:?}", r.tls_creds("t", None).unwrap()));
+        r.del("pw").unwrap();
+    });
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("object created"), "the log is captured: {log}");
+    for t in texts.iter().chain(std::iter::once(&log)) {
+        assert!(
+            !t.contains(SECRET) && !t.contains("aHVudGVyMi1zZWtyaXQ"),
+            "secret leaked in: {t}"
+        );
+    }
 }
