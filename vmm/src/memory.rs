@@ -155,6 +155,14 @@ fn seal_shrink(file: &File) -> std::io::Result<()> {
     Ok(())
 }
 
+fn is_hugetlbfs(file: &File) -> bool {
+    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    // SAFETY: fstatfs into a zeroed statfs owned here.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, on a valid fd.
+    unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == HUGETLBFS_MAGIC }
+}
+
 fn open_mem_path(path: &std::path::Path) -> std::io::Result<File> {
     if path.is_dir() {
         // Unlinked temporary file in the directory (hugetlbfs or tmpfs).
@@ -211,6 +219,14 @@ impl GuestRam {
                 } | libc::MAP_NORESERVE;
                 (f, *share, flags)
             }
+        };
+        // Huge pages are reserved at mmap time unless MAP_NORESERVE: without
+        // it a host short of huge pages fails here, at start-up, instead of
+        // with SIGBUS/EFAULT when the guest first touches RAM (as QEMU).
+        let map_flags = if is_hugetlbfs(&file) {
+            map_flags & !libc::MAP_NORESERVE
+        } else {
+            map_flags
         };
         let file = Arc::new(file);
         let regions = ram_layout(size);
@@ -351,6 +367,35 @@ mod tests {
         assert_eq!(data.len(), 8 << 20);
         assert_eq!(data[0x2000], 0x55);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn hugetlb_memfd_maps_or_fails_at_creation() {
+        // With huge pages on the host the RAM works; without (the usual case
+        // here) creation fails cleanly instead of faulting later.
+        match GuestRam::new(&MemoryConfig {
+            size: 4 << 20,
+            backend: MemoryBackend::Memfd { hugetlb: true },
+        }) {
+            Ok(ram) => {
+                ram.memory()
+                    .write_obj(5u64, GuestAddress(0x20_0000))
+                    .unwrap();
+                assert_eq!(
+                    ram.memory()
+                        .read_obj::<u64>(GuestAddress(0x20_0000))
+                        .unwrap(),
+                    5
+                );
+            }
+            Err(e) => {
+                eprintln!("hugetlb RAM refused: {e}");
+                assert!(
+                    matches!(e, MemoryError::Map(_) | MemoryError::Backing(_)),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]
