@@ -22,6 +22,12 @@ pub trait Transport: Read + Write + Send {
     fn has_buffered_input(&self) -> bool {
         false
     }
+    /// The next input byte without consuming it (waiting for one), for the
+    /// "plaintext client on a TLS port" check; `None` when the transport cannot
+    /// peek (the check is then left to the TLS parser).
+    fn peek_byte(&mut self) -> io::Result<Option<u8>> {
+        Ok(None)
+    }
 }
 
 /// A connected socket.
@@ -121,6 +127,16 @@ impl Write for Socket {
 impl Transport for Socket {
     fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+    fn peek_byte(&mut self) -> io::Result<Option<u8>> {
+        if !self.is_socket {
+            return Ok(None);
+        }
+        let mut b = [0u8; 1];
+        match self.peek(&mut b)? {
+            0 => Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => Ok(Some(b[0])),
+        }
     }
 }
 

@@ -133,18 +133,15 @@ impl Stream {
         let io = self.take_plain()?;
         let deadline = deadline_after(opts.timeout);
         // A plaintext client talking to a TLS port: say so instead of a parse error.
-        if !io.has_buffered_input() {
-            if !wait_readable(io.fd(), deadline)? {
-                return Err(NetError::HandshakeTimeout(opts.timeout));
-            }
-            let mut first = [0u8; 1];
-            let n = peek_fd(io.fd(), &mut first)?;
-            if n == 0 {
-                return Err(NetError::PeerClosed);
-            }
-            if first[0] != TLS_HANDSHAKE_RECORD {
-                return Err(NetError::NotTls);
-            }
+        if !io.has_buffered_input() && !wait_readable(io.fd(), deadline)? {
+            return Err(NetError::HandshakeTimeout(opts.timeout));
+        }
+        let mut io = io;
+        match io.peek_byte() {
+            Ok(Some(TLS_HANDSHAKE_RECORD)) | Ok(None) => {}
+            Ok(Some(_)) => return Err(NetError::NotTls),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(NetError::PeerClosed),
+            Err(e) => return Err(NetError::Io(e)),
         }
         let conn = ServerConnection::new(config).map_err(|e| NetError::from_tls(e, None))?;
         let mut layer = TlsLayer {
@@ -272,19 +269,6 @@ fn shutdown_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
     match nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both) {
         Ok(()) | Err(nix::errno::Errno::ENOTCONN) | Err(nix::errno::Errno::ENOTSOCK) => Ok(()),
         Err(e) => Err(e.into()),
-    }
-}
-
-fn peek_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match nix::sys::socket::recv(fd.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_PEEK) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            // Not a socket (a pipe in tests): cannot peek, let rustls judge.
-            Err(nix::errno::Errno::ENOTSOCK) => {
-                return Ok(1).inspect(|_| buf[0] = TLS_HANDSHAKE_RECORD)
-            }
-            r => return r.map_err(io::Error::from),
-        }
     }
 }
 
