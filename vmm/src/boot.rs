@@ -232,10 +232,15 @@ pub fn load_elf(mem: &GuestMemoryMmap, elf: &[u8]) -> Result<LoadedImage, BootEr
             .ok_or(BootError::BadElf("segment outside file"))?;
         mem.write_slice(data, GuestAddress(paddr))
             .map_err(|e| BootError::Memory(e.to_string()))?;
-        let zeros =
-            vec![0u8; usize::try_from(memsz - filesz).map_err(|_| BootError::BadElf("memsz"))?];
-        mem.write_slice(&zeros, GuestAddress(paddr + filesz))
-            .map_err(|e| BootError::Memory(e.to_string()))?;
+        // Zero the bss in bounded chunks (it may be as large as guest RAM).
+        let zeros = [0u8; 64 * 1024];
+        let mut at = paddr + filesz;
+        while at < paddr + memsz {
+            let n = (paddr + memsz - at).min(zeros.len() as u64);
+            mem.write_slice(&zeros[..n as usize], GuestAddress(at))
+                .map_err(|e| BootError::Memory(e.to_string()))?;
+            at += n;
+        }
         end = end.max(paddr + memsz);
         loaded += 1;
     }
