@@ -36,6 +36,7 @@ use rustls::pki_types::{
     PrivatePkcs8KeyDer, PrivateSec1KeyDer, ServerName, UnixTime,
 };
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::*;
@@ -111,13 +112,20 @@ impl fmt::Debug for PrivateKeyMaterial {
 }
 
 impl PrivateKeyMaterial {
-    fn to_rustls(&self) -> PrivateKeyDer<'static> {
-        let bytes = self.der.to_vec();
+    /// A view of the key for rustls that borrows our zeroizing buffer, so no
+    /// unzeroized copy of the DER is left on the heap.
+    fn borrowed(&self) -> PrivateKeyDer<'_> {
+        let bytes = &self.der[..];
         match self.kind {
             KeyKind::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(bytes)),
             KeyKind::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(bytes)),
             KeyKind::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(bytes)),
         }
+    }
+
+    /// The rustls signing key (ring).
+    fn signing_key(&self) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_supported_type(&self.borrowed())
     }
 }
 
@@ -521,13 +529,10 @@ impl X509Material {
         cert: &Path,
         key_path: &Path,
     ) -> Result<(), X509Error> {
-        let signing = provider()
-            .key_provider
-            .load_private_key(key.to_rustls())
-            .map_err(|e| X509Error::BadFile {
-                path: key_path.display().to_string(),
-                reason: format!("unusable private key: {e}"),
-            })?;
+        let signing = key.signing_key().map_err(|e| X509Error::BadFile {
+            path: key_path.display().to_string(),
+            reason: format!("unusable private key: {e}"),
+        })?;
         let (_, parsed) =
             X509Certificate::from_der(&self.cert_chain[0]).map_err(|e| X509Error::BadFile {
                 path: cert.display().to_string(),
@@ -610,17 +615,26 @@ impl X509Material {
         Ok(())
     }
 
-    fn certified(
-        &self,
-    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, X509Error> {
+    /// Our certificate chain with its signing key, as a rustls resolver.
+    fn certified(&self) -> Result<Option<Arc<SingleCertAndKey>>, X509Error> {
         match (&self.key, self.cert_chain.is_empty()) {
-            (Some(key), false) => Ok(Some((
-                self.cert_chain
+            (Some(key), false) => {
+                let chain = self
+                    .cert_chain
                     .iter()
                     .map(|c| CertificateDer::from(c.clone()))
-                    .collect(),
-                key.to_rustls(),
-            ))),
+                    .collect();
+                let signing = key
+                    .signing_key()
+                    .map_err(|e| X509Error::Config(format!("unusable private key: {e}")))?;
+                let certified = CertifiedKey::new(chain, signing);
+                match certified.keys_match() {
+                    Ok(())
+                    | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+                    Err(e) => return Err(X509Error::Config(e.to_string())),
+                }
+                Ok(Some(Arc::new(SingleCertAndKey::from(certified))))
+            }
             (None, true) => Ok(None),
             _ => Err(X509Error::Config(
                 "certificate chain and key must come together".into(),
@@ -653,10 +667,10 @@ impl X509Material {
         } else {
             builder.with_no_client_auth()
         };
-        let (chain, key) = self
+        let resolver = self
             .certified()?
             .ok_or_else(|| X509Error::Config("a TLS server needs a certificate and key".into()))?;
-        let cfg = builder.with_single_cert(chain, key).map_err(cfg_err)?;
+        let cfg = builder.with_cert_resolver(resolver);
         Ok(Arc::new(cfg))
     }
 
@@ -698,7 +712,7 @@ impl X509Material {
                 .with_custom_certificate_verifier(Arc::new(NoServerVerification(provider())))
         };
         let cfg = match self.certified()? {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(cfg_err)?,
+            Some(resolver) => builder.with_client_cert_resolver(resolver),
             None => builder.with_no_client_auth(),
         };
         Ok(ClientTls {
