@@ -352,7 +352,7 @@ fn load_boot(
             }
             mem.write_slice(bytes, GuestAddress(*gpa))
                 .map_err(|e| VmError::Invalid(format!("raw image does not fit: {e}")))?;
-            (*entry, gpa + bytes.len() as u64, 0, 0)
+            (*entry, gpa.saturating_add(bytes.len() as u64), 0, 0)
         }
         Boot::Custom(f) => {
             let e = f(mem).map_err(VmError::Invalid)?;
