@@ -11,7 +11,8 @@
 //!  0x0000_7000  zero page (struct boot_params)      (Linux protocol)
 //!  0x0000_8ff0  boot stack top
 //!  0x0000_9000  identity page tables (1 GiB)
-//!  0x0002_0000  kernel command line (NUL-terminated)
+//!  0x0009_0000  kernel command line (NUL-terminated; clear of the core's
+//!               boot area 0x1000..0x8_0000, see vmm::boot)
 //!  0x0010_0000  kernel (bzImage protected-mode part, or vmlinux segments)
 //!  top of low RAM, below initrd_addr_max, 4 KiB aligned: initrd
 //! ```
@@ -43,8 +44,9 @@ pub use cpu::BootCpuState;
 pub const KERNEL_START: u64 = 0x10_0000;
 /// Zero page (boot_params).
 pub const ZERO_PAGE: u64 = 0x7000;
-/// Command line.
-pub const CMDLINE_START: u64 = 0x2_0000;
+/// Command line: above the core's boot area (page tables up to 0x7_0000,
+/// stack top 0x8_0000) and below the EBDA, room for 64 KiB.
+pub const CMDLINE_START: u64 = 0x9_0000;
 /// Command-line buffer limit when the kernel does not say (or for ELF).
 pub const CMDLINE_DEFAULT_MAX: u32 = 2048;
 /// PVH `hvm_start_info`.
@@ -298,6 +300,8 @@ fn place_cmdline(
     if cmdline.as_bytes().contains(&0) {
         return Err(LoaderError::CmdlineNul);
     }
+    // The buffer ends below the EBDA whatever the kernel claims.
+    let max = max.min((EBDA_START - CMDLINE_START - 1) as u32);
     if cmdline.len() > max as usize {
         return Err(LoaderError::CmdlineTooLong {
             len: cmdline.len(),
