@@ -75,7 +75,8 @@ fn parse_ids(status: &str, name: &str) -> Result<[u32; 4], SandboxError> {
         .map_err(|_| SandboxError::Proc(format!("status field {name}")))
 }
 
-/// Parses the text of a `/proc/PID/status` file.
+/// Parses the text of a `/proc/PID/status` file. The kernel writes it, but
+/// the service chooses its `Name:` (escaped by the kernel); never panics.
 pub fn parse_status(status: &str) -> Result<ProcStatus, SandboxError> {
     Ok(ProcStatus {
         seccomp: parse_num(status, "Seccomp")?,
@@ -191,11 +192,18 @@ pub fn open_fds(pid: i32) -> Result<Vec<(i32, PathBuf)>, SandboxError> {
 pub fn environment(pid: i32) -> Result<Vec<OsString>, SandboxError> {
     let bytes = std::fs::read(format!("/proc/{pid}/environ"))
         .map_err(|e| SandboxError::io("read /proc/PID/environ", e))?;
-    Ok(bytes
+    Ok(parse_environ(&bytes))
+}
+
+/// Splits `/proc/PID/environ` content (NUL-separated). The bytes live in the
+/// service's own memory, so a compromised service controls them: this never
+/// panics and allocates at most a copy of the input.
+pub fn parse_environ(bytes: &[u8]) -> Vec<OsString> {
+    bytes
         .split(|&b| b == 0)
         .filter(|e| !e.is_empty())
         .map(|e| OsString::from_vec(e.to_vec()))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -227,6 +235,14 @@ mod tests {
         assert!(s.threads >= 1);
         let ns = own_namespaces().unwrap();
         assert_eq!(ns, namespaces(std::process::id() as i32).unwrap());
+    }
+
+    #[test]
+    fn environ_splits_on_nul_and_skips_empty_entries() {
+        let v = parse_environ(b"RUST_LOG=info\0\0A=b\xff\0");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0], OsString::from("RUST_LOG=info"));
+        assert!(parse_environ(b"").is_empty());
     }
 
     #[test]
