@@ -16,10 +16,13 @@ pub mod pki;
 pub mod secret;
 #[cfg(any(test, feature = "test-pki"))]
 pub mod testpki;
+pub mod wire;
 pub mod x509;
 
 /// Re-exported so users name the same `Zeroizing` type as `SecretSpec::data`.
 pub use zeroize;
+/// The rustls the configurations are built for.
+pub use rustls;
 
 pub use authz::{Authz, AuthzList, ListFile, Policy, Rule, RuleFormat};
 pub use secret::{Secret, SecretError, SecretFormat, SecretSpec};

@@ -18,6 +18,9 @@ pub mod error;
 pub mod socket;
 pub mod stream;
 
+/// The rustls this crate was built with (services name its types through here).
+pub use rustls;
+
 pub use error::NetError;
 pub use socket::{Socket, Transport};
 pub use stream::{PeerIdentity, ServerOptions, Stream, DEFAULT_HANDSHAKE_TIMEOUT};

@@ -216,6 +216,14 @@ impl Stream {
         }
     }
 
+    /// The negotiated TLS version (`None` for a plain stream).
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match &self.inner {
+            Inner::Tls(l) => l.conn.protocol_version(),
+            _ => None,
+        }
+    }
+
     /// True for a TLS stream.
     pub fn is_tls(&self) -> bool {
         matches!(self.inner, Inner::Tls(_))

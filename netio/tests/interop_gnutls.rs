@@ -131,6 +131,21 @@ fn free_port() -> u16 {
 
 #[test]
 fn netio_client_talks_to_gnutls_serv() {
+    assert_eq!(
+        gnutls_serv_echo("NORMAL"),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+}
+
+#[test]
+fn netio_client_talks_to_gnutls_serv_tls12() {
+    assert_eq!(
+        gnutls_serv_echo("NORMAL:-VERS-TLS1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+}
+
+fn gnutls_serv_echo(priority: &str) -> Option<rustls::ProtocolVersion> {
     let server = pki().join("server-plainkey");
     let port = free_port();
     let _serv = Kill(
@@ -139,6 +154,8 @@ fn netio_client_talks_to_gnutls_serv() {
                 "--echo",
                 "--require-client-cert",
                 "--verify-client-cert",
+                "--priority",
+                priority,
                 "-p",
                 &port.to_string(),
                 "--x509cafile",
@@ -174,5 +191,7 @@ fn netio_client_talks_to_gnutls_serv() {
     let mut buf = [0u8; 8];
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"echo me\n");
+    let version = s.tls_version();
     s.close().unwrap();
+    version
 }
