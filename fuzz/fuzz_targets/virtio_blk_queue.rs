@@ -51,12 +51,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let (ctl, image) = data.split_at(8);
     // Two regions with a hole between them, so chains can straddle or miss.
-    let mem = GuestMemoryMmap::from_ranges(&[
-        (GuestAddress(0), MEM),
-        (GuestAddress(0x10_0000), 0x1000),
-    ])
-    .unwrap();
-    mem.write_slice(&image[..image.len().min(MEM)], GuestAddress(0)).unwrap();
+    let mem =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM), (GuestAddress(0x10_0000), 0x1000)])
+            .unwrap();
+    mem.write_slice(&image[..image.len().min(MEM)], GuestAddress(0))
+        .unwrap();
     let size = 1u16 << (ctl[0] % 9); // 1..=256
     let mut q = Queue::new(256).unwrap();
     q.set_size(size);
