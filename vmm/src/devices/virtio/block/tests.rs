@@ -618,3 +618,33 @@ fn blk_mmio_feature_and_queue_validation() {
     t.read(0x100 + 58, &mut c);
     assert_eq!(c, [0; 8]);
 }
+
+#[test]
+fn blk_event_idx_suppresses_interrupts_as_the_driver_asks() {
+    let mut ring = Ring::new();
+    let mut q = ring.queue();
+    q.set_event_idx(true);
+    let disk = MemDisk::new(64 * 512);
+    // used_event lives after the avail ring: avail + 4 + 2 * size.
+    let used_event = GuestAddress(AVAIL + 4 + 2 * u64::from(QSIZE));
+    ring.mem.write_obj(5u16, used_event).unwrap();
+    ring.header(HDR, VIRTIO_BLK_T_FLUSH, 0);
+    ring.add(&[(HDR, 16, false), (STATUS, 1, true)]);
+    assert!(
+        !run(&ring, &mut q, &*disk, false),
+        "used_event 5 not reached"
+    );
+    ring.mem.write_obj(1u16, used_event).unwrap();
+    ring.add(&[(HDR, 16, false), (STATUS, 1, true)]);
+    assert!(
+        run(&ring, &mut q, &*disk, false),
+        "used index passed used_event"
+    );
+    assert_eq!(ring.used_idx(), 2);
+    // With event idx the device publishes avail_event for the driver.
+    let avail_event: u16 = ring
+        .mem
+        .read_obj(GuestAddress(USED + 4 + 8 * u64::from(QSIZE)))
+        .unwrap();
+    assert_eq!(avail_event, 2);
+}
