@@ -24,7 +24,11 @@ pub fn tls_to_wire(material: &X509Material, server_name: Option<&str>) -> TlsMat
             Endpoint::Client => TlsEndpoint::Client,
         },
         verify_peer: material.verify_peer,
-        cert_chain: material.cert_chain.iter().map(|c| c.clone().into()).collect(),
+        cert_chain: material
+            .cert_chain
+            .iter()
+            .map(|c| c.clone().into())
+            .collect(),
         private_key: material.key.as_ref().map(|k| ipc::PrivateKey {
             format: match k.kind {
                 KeyKind::Pkcs8 => KeyFormat::Pkcs8,
@@ -151,7 +155,10 @@ mod tests {
         assert_eq!(w.endpoint, TlsEndpoint::Client);
         assert_eq!(w.server_name.as_deref(), Some("localhost"));
         assert_eq!(w.private_key.as_ref().unwrap().format, KeyFormat::Sec1);
-        assert!(!format!("{w:?}").contains("9, 9, 9"), "key must be redacted");
+        assert!(
+            !format!("{w:?}").contains("9, 9, 9"),
+            "key must be redacted"
+        );
         assert_eq!(tls_from_wire(&w), m);
         let mut server = m.clone();
         server.endpoint = Endpoint::Server;
