@@ -100,6 +100,30 @@ pub struct Mode {
     pub enabled: bool,
 }
 
+/// Framebuffer mode state for migration/snapshots (VRAM contents travel
+/// with the VRAM memslot, like RAM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FramebufferState {
+    /// Active width.
+    pub width: u32,
+    /// Active height.
+    pub height: u32,
+    /// Active format.
+    pub format: u32,
+    /// Scan-out enabled.
+    pub enabled: bool,
+    /// Pending width register.
+    pub pending_width: u32,
+    /// Pending height register.
+    pub pending_height: u32,
+    /// Pending format register.
+    pub pending_format: u32,
+    /// STATUS register.
+    pub status: u32,
+    /// GENERATION register.
+    pub generation: u32,
+}
+
 /// An RGB image (8 bits per channel, no padding) from [`Framebuffer::screendump`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
@@ -324,6 +348,46 @@ impl Framebuffer {
         s.pending_format = FORMAT_XRGB8888;
         s.status = 0;
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Snapshot.
+    pub fn state(&self) -> FramebufferState {
+        let s = lock(&self.state);
+        FramebufferState {
+            width: s.mode.width,
+            height: s.mode.height,
+            format: s.mode.format,
+            enabled: s.mode.enabled,
+            pending_width: s.pending_width,
+            pending_height: s.pending_height,
+            pending_format: s.pending_format,
+            status: s.status,
+            generation: self.generation(),
+        }
+    }
+
+    /// Load a snapshot (untrusted: the active mode must fit VRAM).
+    pub fn restore(&self, st: &FramebufferState) -> Result<(), String> {
+        if !self.mode_fits(st.width, st.height, st.format) {
+            return Err(format!(
+                "framebuffer mode {}x{} does not fit",
+                st.width, st.height
+            ));
+        }
+        let mut s = lock(&self.state);
+        s.mode = Mode {
+            width: st.width,
+            height: st.height,
+            stride: st.width * 4,
+            format: st.format,
+            enabled: st.enabled,
+        };
+        s.pending_width = st.pending_width;
+        s.pending_height = st.pending_height;
+        s.pending_format = st.pending_format;
+        s.status = st.status;
+        self.generation.store(st.generation, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Whether `width x height` in `format` is a mode we can scan out.
@@ -562,6 +626,20 @@ mod tests {
         // Disabled: black.
         fb.set_mode(320, 200, false);
         assert!(fb.screendump().rgb.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn fb_state_round_trip() {
+        let fb = Framebuffer::with_size(4 << 20).unwrap();
+        assert!(fb.set_mode(800, 600, true));
+        let s = fb.state();
+        let other = Framebuffer::with_size(4 << 20).unwrap();
+        other.restore(&s).unwrap();
+        assert_eq!(other.state(), s);
+        assert_eq!(other.mode().stride, 3200);
+        let mut bad = s;
+        bad.width = 100_000;
+        assert!(other.restore(&bad).is_err());
     }
 
     #[test]

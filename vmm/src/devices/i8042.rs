@@ -53,6 +53,42 @@ const KBD_QUEUE_MAX: usize = 256;
 const ACK: u8 = 0xfa;
 const RESEND: u8 = 0xfe;
 
+/// Controller and keyboard state for migration/snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct I8042State {
+    /// Command byte.
+    pub cmd_byte: u8,
+    /// Self-test passed flag.
+    pub sys_flag: bool,
+    /// Last write was to the command port.
+    pub last_was_cmd: bool,
+    /// Output port.
+    pub out_port: u8,
+    /// Output buffer contents when full.
+    pub outb: Option<u8>,
+    /// Last byte read from the data port.
+    pub last_out: u8,
+    /// Pending controller replies.
+    pub ctrl_queue: Vec<u8>,
+    /// Pending keyboard bytes.
+    pub kbd_queue: Vec<u8>,
+    /// Controller command waiting for its data byte.
+    pub pending_cmd: Option<u8>,
+    /// Keyboard scanning enabled.
+    pub kbd_scanning: bool,
+    /// Keyboard scancode set (1..=3).
+    pub kbd_set: u8,
+    /// Keyboard LEDs.
+    pub kbd_leds: u8,
+    /// Keyboard command waiting for its parameter.
+    pub kbd_pending: Option<u8>,
+}
+
+/// A saved state that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid i8042 state: {0}")]
+pub struct I8042StateError(&'static str);
+
 /// Callback for a reset pulse (the core maps it to `system_reset`).
 pub type ResetCallback = Box<dyn FnMut() + Send>;
 
@@ -325,6 +361,58 @@ impl I8042 {
         }
     }
 
+    /// Snapshot (vCPUs paused).
+    pub fn state(&self) -> I8042State {
+        I8042State {
+            cmd_byte: self.cmd_byte,
+            sys_flag: self.sys_flag,
+            last_was_cmd: self.last_was_cmd,
+            out_port: self.out_port,
+            outb: self.outb,
+            last_out: self.last_out,
+            ctrl_queue: self.ctrl_queue.iter().copied().collect(),
+            kbd_queue: self.kbd_queue.iter().copied().collect(),
+            pending_cmd: self.pending_cmd,
+            kbd_scanning: self.kbd.scanning,
+            kbd_set: self.kbd.set,
+            kbd_leds: self.kbd.leds,
+            kbd_pending: self.kbd.pending,
+        }
+    }
+
+    /// Load a snapshot (from an untrusted stream: bounds are checked).
+    pub fn restore(&mut self, s: &I8042State) -> Result<(), I8042StateError> {
+        if s.ctrl_queue.len() > 16 || s.kbd_queue.len() > KBD_QUEUE_MAX {
+            return Err(I8042StateError("queue too long"));
+        }
+        if !(1..=3).contains(&s.kbd_set) {
+            return Err(I8042StateError("scancode set"));
+        }
+        if s.pending_cmd
+            .is_some_and(|c| !matches!(c, 0x60 | 0xd1 | 0xd2 | 0xd3 | 0xd4))
+            || s.kbd_pending
+                .is_some_and(|c| !matches!(c, 0xed | 0xf0 | 0xf3))
+        {
+            return Err(I8042StateError("pending command"));
+        }
+        self.cmd_byte = s.cmd_byte;
+        self.sys_flag = s.sys_flag;
+        self.last_was_cmd = s.last_was_cmd;
+        self.out_port = s.out_port;
+        self.outb = s.outb;
+        self.last_out = s.last_out;
+        self.ctrl_queue = s.ctrl_queue.iter().copied().collect();
+        self.kbd_queue = s.kbd_queue.iter().copied().collect();
+        self.pending_cmd = s.pending_cmd;
+        self.kbd = Keyboard {
+            scanning: s.kbd_scanning,
+            set: s.kbd_set,
+            leds: s.kbd_leds,
+            pending: s.kbd_pending,
+        };
+        Ok(())
+    }
+
     /// LED state last set by the guest (bit 0 scroll, 1 num, 2 caps).
     pub fn leds(&self) -> u8 {
         self.kbd.leds
@@ -484,6 +572,27 @@ mod tests {
         assert_eq!(drain(&mut d), [0xee]);
         d.write(0, &[0x99]);
         assert_eq!(drain(&mut d), [RESEND]);
+    }
+
+    #[test]
+    fn i8042_state_round_trip_and_validation() {
+        let (mut d, _, _) = dev();
+        d.write(0, &[0xed]); // keyboard waits for the LED byte
+        d.send_qcode("a", true).unwrap();
+        d.write(4, &[0x60]); // controller waits for the command byte
+        let s = d.state();
+        let (mut e, _, _) = dev();
+        e.restore(&s).unwrap();
+        assert_eq!(e.state(), s);
+        e.write(0, &[0x47]); // completes the 0x60 command on both
+        d.write(0, &[0x47]);
+        assert_eq!(drain(&mut e), drain(&mut d));
+        let mut bad = s.clone();
+        bad.kbd_queue = vec![0; 10_000];
+        assert!(e.restore(&bad).is_err());
+        let mut bad = s;
+        bad.kbd_set = 9;
+        assert!(e.restore(&bad).is_err());
     }
 
     #[test]

@@ -138,6 +138,27 @@ impl Event {
     }
 }
 
+/// Pointer state for migration/snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PointerState {
+    /// Current x.
+    pub x: u16,
+    /// Current y.
+    pub y: u16,
+    /// Current buttons.
+    pub buttons: u8,
+    /// Wheel steps not yet synced.
+    pub wheel: i8,
+    /// Unsynced changes.
+    pub dirty: bool,
+    /// Queued events, packed as the EVENT register returns them.
+    pub ring: Vec<u64>,
+    /// Dropped-event counter.
+    pub dropped: u32,
+    /// Latched high half.
+    pub latched_hi: u32,
+}
+
 /// The absolute pointer device.
 #[derive(Debug, Default)]
 pub struct Pointer {
@@ -229,6 +250,41 @@ impl Pointer {
             self.event(e);
         }
         self.sync();
+    }
+
+    /// Snapshot.
+    pub fn state(&self) -> PointerState {
+        PointerState {
+            x: self.x,
+            y: self.y,
+            buttons: self.buttons,
+            wheel: self.wheel,
+            dirty: self.dirty,
+            ring: self.ring.iter().map(|e| e.pack()).collect(),
+            dropped: self.dropped,
+            latched_hi: self.latched_hi,
+        }
+    }
+
+    /// Load a snapshot (untrusted: ring length and coordinates checked).
+    pub fn restore(&mut self, s: &PointerState) -> Result<(), String> {
+        let ring: Option<VecDeque<Event>> = s.ring.iter().map(|&v| Event::unpack(v)).collect();
+        let ring = ring.ok_or("invalid pointer event")?;
+        if ring.len() > RING_LEN
+            || ring.iter().any(|e| u32::from(e.x.max(e.y)) > ABS_MAX)
+            || u32::from(s.x.max(s.y)) > ABS_MAX
+        {
+            return Err("pointer state out of range".into());
+        }
+        self.x = s.x;
+        self.y = s.y;
+        self.buttons = s.buttons;
+        self.wheel = s.wheel;
+        self.dirty = s.dirty;
+        self.ring = ring;
+        self.dropped = s.dropped;
+        self.latched_hi = s.latched_hi;
+        Ok(())
     }
 
     /// Events waiting for the guest.
@@ -348,6 +404,37 @@ mod tests {
         assert_eq!(p.pending(), 0);
         p.input(&[PointerInput::Btn(Button::Right, true)]);
         assert_eq!(probe.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn pointer_state_round_trip() {
+        let mut p = Pointer::new();
+        p.input(&[
+            PointerInput::Abs(Axis::X, 10),
+            PointerInput::Btn(Button::Middle, true),
+        ]);
+        p.event(PointerInput::Abs(Axis::Y, 20));
+        let s = p.state();
+        let mut q = Pointer::new();
+        q.restore(&s).unwrap();
+        assert_eq!(q.state(), s);
+        q.sync();
+        assert_eq!(q.pending(), 2);
+        let mut bad = s.clone();
+        bad.ring = vec![0; 3];
+        assert!(q.restore(&bad).is_err());
+        let mut bad = s;
+        bad.ring = vec![
+            Event {
+                x: 1,
+                y: 1,
+                buttons: 0,
+                wheel: 0
+            }
+            .pack();
+            RING_LEN + 1
+        ];
+        assert!(q.restore(&bad).is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{status, ActiveQueue, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{status, ActiveQueue, Interrupt, QueueRegs, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::devices::bus::BusDevice;
 
 /// "virt" little-endian.
@@ -42,6 +42,55 @@ pub const VENDOR_ID: u32 = 0x484b_4c42;
 pub const NOTIFY_OFFSET: u64 = 0x50;
 /// Start of the device configuration space.
 pub const CONFIG_OFFSET: u64 = 0x100;
+
+/// Transport state for migration/snapshots (device config space is
+/// derived from the backend and not included).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MmioTransportState {
+    /// Device status register.
+    pub status: u32,
+    /// Negotiated features.
+    pub acked_features: u64,
+    /// DeviceFeaturesSel.
+    pub device_features_sel: u32,
+    /// DriverFeaturesSel.
+    pub driver_features_sel: u32,
+    /// QueueSel.
+    pub queue_sel: u32,
+    /// InterruptStatus.
+    pub interrupt_status: u32,
+    /// ConfigGeneration.
+    pub config_generation: u32,
+    /// Every queue, live positions included when the device was running.
+    pub queues: Vec<QueueRegs>,
+}
+
+/// Errors restoring a transport state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The saved state names a different number of queues.
+    #[error("state has {got} queues, device has {expected}")]
+    QueueCount {
+        /// Device queues.
+        expected: usize,
+        /// Saved queues.
+        got: usize,
+    },
+    /// A queue's registers are not a valid configuration.
+    #[error("queue {0}: invalid saved configuration")]
+    BadQueue(usize),
+    /// Features the device does not offer, or an impossible status.
+    #[error("inconsistent status {status:#x} / features {features:#x}")]
+    Inconsistent {
+        /// Saved status.
+        status: u32,
+        /// Saved features.
+        features: u64,
+    },
+    /// Restarting the device failed.
+    #[error("activation: {0}")]
+    Activate(#[from] super::ActivateError),
+}
 
 struct QueueSlot {
     max: u16,
@@ -134,6 +183,101 @@ impl MmioTransport {
     /// Device reset (system_reset): as if the driver wrote status 0.
     pub fn reset_device(&mut self) {
         self.reset();
+    }
+
+    /// Snapshot the transport. A running device's worker is stopped to read
+    /// consistent ring positions and restarted right after (call with vCPUs
+    /// paused so the driver adds nothing meanwhile).
+    pub fn save_state(&mut self) -> Result<MmioTransportState, StateError> {
+        let mut queues: Vec<QueueRegs> = self
+            .queues
+            .iter()
+            .map(|q| QueueRegs::from(q.queue.state()))
+            .collect();
+        if self.activated {
+            let live = self.device.quiesce();
+            // Live positions for the queues the device was serving, in order
+            // of the ready queues.
+            let mut live = live.into_iter();
+            for (i, slot) in self.queues.iter().enumerate() {
+                if slot.queue.ready() {
+                    if let Some(l) = live.next() {
+                        queues[i] = QueueRegs::from(l);
+                    }
+                }
+            }
+            self.restart_with(&queues)?;
+        }
+        Ok(MmioTransportState {
+            status: self.status,
+            acked_features: self.acked_features,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            queue_sel: self.queue_sel,
+            interrupt_status: self.interrupt.status(),
+            config_generation: self.config_generation,
+            queues,
+        })
+    }
+
+    /// Load a snapshot (from an untrusted stream: everything is checked).
+    /// A running device is restarted at the saved ring positions.
+    pub fn restore_state(&mut self, s: &MmioTransportState) -> Result<(), StateError> {
+        if s.queues.len() != self.queues.len() {
+            return Err(StateError::QueueCount {
+                expected: self.queues.len(),
+                got: s.queues.len(),
+            });
+        }
+        let offered = self.device.features();
+        let driver_ok = s.status & status::DRIVER_OK != 0;
+        if s.acked_features & !offered != 0
+            || (driver_ok && s.status & status::FEATURES_OK == 0)
+            || (s.status & status::FEATURES_OK != 0
+                && s.acked_features & (1u64 << VIRTIO_F_VERSION_1) == 0)
+        {
+            return Err(StateError::Inconsistent {
+                status: s.status,
+                features: s.acked_features,
+            });
+        }
+        let mut restored = Vec::with_capacity(s.queues.len());
+        for (i, (q, slot)) in s.queues.iter().zip(&self.queues).enumerate() {
+            if q.max_size != slot.max {
+                return Err(StateError::BadQueue(i));
+            }
+            restored.push(
+                Queue::try_from(virtio_queue::QueueState::from(*q))
+                    .map_err(|_| StateError::BadQueue(i))?,
+            );
+        }
+        self.reset();
+        for (slot, q) in self.queues.iter_mut().zip(restored) {
+            slot.queue = q;
+        }
+        self.acked_features = s.acked_features;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.queue_sel = s.queue_sel;
+        self.config_generation = s.config_generation;
+        self.status = s.status;
+        self.interrupt.set_status(s.interrupt_status);
+        if driver_ok && s.status & status::DEVICE_NEEDS_RESET == 0 {
+            self.restart_with(&s.queues)?;
+        }
+        Ok(())
+    }
+
+    /// (Re)start the device with queues at the given positions.
+    fn restart_with(&mut self, regs: &[QueueRegs]) -> Result<(), StateError> {
+        for (i, (slot, r)) in self.queues.iter_mut().zip(regs).enumerate() {
+            slot.queue = Queue::try_from(virtio_queue::QueueState::from(*r))
+                .map_err(|_| StateError::BadQueue(i))?;
+        }
+        self.activated = false;
+        self.activate()?;
+        self.activated = true;
+        Ok(())
     }
 
     fn reset(&mut self) {

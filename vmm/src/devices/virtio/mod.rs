@@ -91,6 +91,11 @@ impl Interrupt {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
 
+    /// Restore `InterruptStatus` (migration), without raising the line.
+    pub fn set_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+    }
+
     /// Clear all bits (device reset).
     pub fn clear(&self) {
         self.status.store(0, Ordering::SeqCst);
@@ -154,4 +159,65 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stop processing (driver wrote status 0). Must stop any worker.
     fn reset(&mut self);
+    /// Stop any worker (for a snapshot) and return the live state of each
+    /// queue it was serving; the transport re-activates afterwards. Devices
+    /// without workers return nothing.
+    fn quiesce(&mut self) -> Vec<virtio_queue::QueueState> {
+        Vec::new()
+    }
+}
+
+/// A virtqueue's registers and ring positions, as saved for migration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueRegs {
+    /// Maximum size the device offers.
+    pub max_size: u16,
+    /// Size the driver chose.
+    pub size: u16,
+    /// QueueReady.
+    pub ready: bool,
+    /// Descriptor table address.
+    pub desc_table: u64,
+    /// Available ring address.
+    pub avail_ring: u64,
+    /// Used ring address.
+    pub used_ring: u64,
+    /// Next available index the device will read.
+    pub next_avail: u16,
+    /// Next used index the device will write.
+    pub next_used: u16,
+    /// `VIRTIO_RING_F_EVENT_IDX` in use.
+    pub event_idx: bool,
+}
+
+impl From<virtio_queue::QueueState> for QueueRegs {
+    fn from(q: virtio_queue::QueueState) -> Self {
+        Self {
+            max_size: q.max_size,
+            size: q.size,
+            ready: q.ready,
+            desc_table: q.desc_table,
+            avail_ring: q.avail_ring,
+            used_ring: q.used_ring,
+            next_avail: q.next_avail,
+            next_used: q.next_used,
+            event_idx: q.event_idx_enabled,
+        }
+    }
+}
+
+impl From<QueueRegs> for virtio_queue::QueueState {
+    fn from(q: QueueRegs) -> Self {
+        Self {
+            max_size: q.max_size,
+            next_avail: q.next_avail,
+            next_used: q.next_used,
+            event_idx_enabled: q.event_idx,
+            size: q.size,
+            ready: q.ready,
+            desc_table: q.desc_table,
+            avail_ring: q.avail_ring,
+            used_ring: q.used_ring,
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub const QUEUE_SIZE: u16 = 256;
 pub const CONFIG_LEN: usize = 60;
 
 struct Worker {
-    handle: JoinHandle<()>,
+    handle: JoinHandle<Queue>,
     stop: Arc<AtomicBool>,
     kick: EventFd,
 }
@@ -102,12 +102,16 @@ impl Block {
         self.backend.size() / request::SECTOR_SIZE
     }
 
-    fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            w.stop.store(true, Ordering::SeqCst);
-            let _ = w.kick.write(1);
-            if w.handle.join().is_err() {
+    /// Stop the worker; returns its queue (with live ring positions).
+    fn stop_worker(&mut self) -> Option<Queue> {
+        let w = self.worker.take()?;
+        w.stop.store(true, Ordering::SeqCst);
+        let _ = w.kick.write(1);
+        match w.handle.join() {
+            Ok(q) => Some(q),
+            Err(_) => {
                 tracing::error!("virtio-blk worker panicked");
+                None
             }
         }
     }
@@ -136,10 +140,10 @@ struct WorkerState {
 }
 
 impl WorkerState {
-    fn run(mut self, notify: EventFd, stop: Arc<AtomicBool>) {
+    fn run(mut self, notify: EventFd, stop: Arc<AtomicBool>) -> Queue {
         loop {
             if stop.load(Ordering::SeqCst) {
-                return;
+                return self.queue;
             }
             self.process();
             if notify.read().is_err() {
@@ -228,6 +232,10 @@ impl VirtioDevice for Block {
 
     fn reset(&mut self) {
         self.stop_worker();
+    }
+
+    fn quiesce(&mut self) -> Vec<virtio_queue::QueueState> {
+        self.stop_worker().map(|q| q.state()).into_iter().collect()
     }
 }
 
