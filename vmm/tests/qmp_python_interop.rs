@@ -28,9 +28,20 @@ fn qmp_python_qemu_qmp_library_interop() {
     let path = qmp_support::sock_path("py");
     let bus = EventBus::new();
     let vm = qmp_support::FakeVm::new(bus.clone(), RunState::Running);
-    let mut h = Server::start_with(vec![Listener::bind_unix(&path).unwrap()], vm.clone(), bus, Registry::standard()).unwrap();
+    let mut h = Server::start_with(
+        vec![Listener::bind_unix(&path).unwrap()],
+        vm.clone(),
+        bus,
+        Registry::standard(),
+    )
+    .unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/qmp_interop.py");
-    let out = Command::new("python3").arg(&script).arg(&path).arg("--quit").output().unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&path)
+        .arg("--quit")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "qmp_interop.py failed");

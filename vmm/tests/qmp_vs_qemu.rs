@@ -25,13 +25,21 @@ impl Drop for Qemu {
 }
 
 fn have_qemu() -> bool {
-    Command::new("qemu-system-x86_64").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "QEMU did not create {}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "QEMU did not create {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -59,7 +67,15 @@ fn qmp_replies_match_real_qemu() {
     let qpath = sock_path("realqemu");
     let _qemu = Qemu(
         Command::new("qemu-system-x86_64")
-            .args(["-S", "-display", "none", "-machine", "none", "-nodefaults", "-qmp"])
+            .args([
+                "-S",
+                "-display",
+                "none",
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-qmp",
+            ])
             .arg(format!("unix:{},server=on,wait=off", qpath.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -69,7 +85,13 @@ fn qmp_replies_match_real_qemu() {
     let ours = sock_path("ours");
     let bus = EventBus::new();
     let vm = qmp_support::FakeVm::new(bus.clone(), RunState::Prelaunch);
-    let mut h = Server::start_with(vec![Listener::bind_unix(&ours).unwrap()], vm, bus, Registry::standard()).unwrap();
+    let mut h = Server::start_with(
+        vec![Listener::bind_unix(&ours).unwrap()],
+        vm,
+        bus,
+        Registry::standard(),
+    )
+    .unwrap();
     wait_for(&qpath);
     let mut q = Client::connect(&qpath);
     let mut b = Client::connect(&ours);
@@ -127,7 +149,11 @@ fn qmp_replies_match_real_qemu() {
         if rq.get("error").is_some() || rq.get("return").is_some_and(Value::is_string) {
             assert_eq!(rb, rq, "reply to {shown}");
         } else {
-            assert_eq!(shape(&rb), shape(&rq), "reply shape to {shown}: ours {rb} qemu {rq}");
+            assert_eq!(
+                shape(&rb),
+                shape(&rq),
+                "reply shape to {shown}: ours {rb} qemu {rq}"
+            );
         }
     }
     // quit: SHUTDOWN (same data), return, close.
@@ -136,12 +162,21 @@ fn qmp_replies_match_real_qemu() {
     let (eq, eb) = (q.recv(), b.recv());
     assert_eq!(eb["event"], eq["event"]);
     assert_eq!(eb["data"], eq["data"]);
-    assert_eq!((q.recv(), b.recv()), (serde_json::json!({"return": {}}), serde_json::json!({"return": {}})));
+    assert_eq!(
+        (q.recv(), b.recv()),
+        (
+            serde_json::json!({"return": {}}),
+            serde_json::json!({"return": {}})
+        )
+    );
     assert!(q.at_eof() && b.at_eof());
     h.wait();
     let deadline = Instant::now() + Duration::from_secs(5);
     while qpath.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!qpath.exists() && !ours.exists(), "both remove their socket file");
+    assert!(
+        !qpath.exists() && !ours.exists(),
+        "both remove their socket file"
+    );
 }

@@ -35,7 +35,11 @@ pub struct FakeVm {
 
 impl FakeVm {
     pub fn new(bus: EventBus, state: RunState) -> Arc<FakeVm> {
-        Arc::new(FakeVm { state: Mutex::new(state), bus, rec: Mutex::default() })
+        Arc::new(FakeVm {
+            state: Mutex::new(state),
+            bus,
+            rec: Mutex::default(),
+        })
     }
 }
 
@@ -48,7 +52,11 @@ pub fn fake_screen() -> Screenshot {
             rgb.extend_from_slice(&[(x * 60) as u8, (y * 100) as u8, 200]);
         }
     }
-    Screenshot { width: w, height: h, rgb }
+    Screenshot {
+        width: w,
+        height: h,
+        rgb,
+    }
 }
 
 impl MachineControl for FakeVm {
@@ -92,11 +100,20 @@ impl MachineControl for FakeVm {
         Ok(())
     }
     fn query_kvm(&self) -> KvmInfo {
-        KvmInfo { enabled: true, present: true }
+        KvmInfo {
+            enabled: true,
+            present: true,
+        }
     }
     fn query_cpus(&self) -> Vec<CpuInfo> {
         (0..2)
-            .map(|i| CpuInfo { cpu_index: i, thread_id: 1000 + i as i64, socket_id: 0, core_id: i, thread_in_core: 0 })
+            .map(|i| CpuInfo {
+                cpu_index: i,
+                thread_id: 1000 + i as i64,
+                socket_id: 0,
+                core_id: i,
+                thread_in_core: 0,
+            })
             .collect()
     }
     fn query_block(&self) -> Vec<BlockInfo> {
@@ -112,7 +129,11 @@ impl MachineControl for FakeVm {
         }]
     }
     fn query_chardev(&self) -> Vec<ChardevInfo> {
-        vec![ChardevInfo { label: "serial0".into(), filename: "stdio".into(), frontend_open: true }]
+        vec![ChardevInfo {
+            label: "serial0".into(),
+            filename: "stdio".into(),
+            frontend_open: true,
+        }]
     }
     fn screendump(&self, device: Option<&str>, _head: Option<u32>) -> Result<Screenshot, QmpError> {
         match device {
@@ -121,10 +142,19 @@ impl MachineControl for FakeVm {
         }
     }
     fn send_key(&self, keys: &[KeyValue], hold_time_ms: u32) -> Result<(), QmpError> {
-        self.rec.lock().unwrap().keys.push((keys.to_vec(), hold_time_ms));
+        self.rec
+            .lock()
+            .unwrap()
+            .keys
+            .push((keys.to_vec(), hold_time_ms));
         Ok(())
     }
-    fn input_send_event(&self, device: Option<&str>, _head: Option<u32>, events: &[InputEvent]) -> Result<(), QmpError> {
+    fn input_send_event(
+        &self,
+        device: Option<&str>,
+        _head: Option<u32>,
+        events: &[InputEvent],
+    ) -> Result<(), QmpError> {
         if let Some(d) = device {
             return Err(QmpError::device_not_found(d));
         }
@@ -172,7 +202,9 @@ pub struct Client {
 impl Client {
     pub fn connect(path: &Path) -> Client {
         let stream = UnixStream::connect(path).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         Client { stream, reader }
     }
