@@ -173,13 +173,35 @@ impl std::fmt::Debug for VmState {
     }
 }
 
-/// Full machine state: VM plus every vCPU, in vCPU index order.
+/// Full machine state: VM plus every vCPU, in vCPU index order, plus the
+/// device models registered with `Vm::register_device_state`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MachineState {
     /// VM-wide state.
     pub vm: VmState,
     /// Per-vCPU state.
     pub vcpus: Vec<VcpuState>,
+    /// Device model states, in registration order.
+    #[serde(default)]
+    pub devices: Vec<DeviceBlob>,
+}
+
+/// One device model's saved state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceBlob {
+    /// Registration id (e.g. `serial0`).
+    pub id: String,
+    /// The device's own encoding of its state.
+    pub data: Vec<u8>,
+}
+
+/// A device model whose state travels with the VM (migration, snapshots).
+/// `restore` gets bytes from an untrusted stream: validate everything.
+pub trait DeviceState: Send + Sync {
+    /// Encode the current state (called with vCPUs stopped).
+    fn save(&self) -> Result<Vec<u8>, String>;
+    /// Replace the state with a decoded `data` (called with vCPUs stopped).
+    fn restore(&self, data: &[u8]) -> Result<(), String>;
 }
 
 /// The MSR indices that can be read on this host: KVM's saveable list,

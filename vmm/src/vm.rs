@@ -28,10 +28,10 @@ use crate::boot::{self, BootError};
 use crate::chardev::CharBackend;
 use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::devices::debug_exit::DebugExit;
-use crate::devices::serial::{SerialDevice, SerialInput, SharedBackend};
+use crate::devices::serial::{SerialDevice, SerialInput, SerialMigration, SharedBackend};
 use crate::layout;
 use crate::memory::{GuestRam, MemoryConfig, MemoryError};
-use crate::state::{self, MachineState, StateError};
+use crate::state::{self, DeviceBlob, DeviceState, MachineState, StateError};
 use crate::vcpu::{self, Request, RunControl, VcpuContext};
 
 /// The built-in test guest (ELF), built from `guest/` by `build.rs`.
@@ -300,6 +300,7 @@ struct VmInner {
     extra_maps: Mutex<Vec<Arc<MmapRegion>>>,
     irqfds: Mutex<Vec<EventFd>>,
     reset_hooks: Mutex<Vec<Box<dyn FnMut() + Send>>>,
+    device_states: Mutex<Vec<(String, Arc<dyn DeviceState>)>>,
     serial: Option<Arc<Mutex<SerialDevice>>>,
     serial_backend: Option<SharedBackend>,
     serial_input: Mutex<Option<SerialInput>>,
@@ -491,6 +492,7 @@ impl Vm {
         let initial = MachineState {
             vm: state::get_vm_state(&vm_fd)?,
             vcpus: vcpu_states,
+            devices: Vec::new(),
         };
 
         let (req_tx, req_rx) = channel();
@@ -575,11 +577,15 @@ impl Vm {
             extra_maps: Mutex::new(Vec::new()),
             irqfds: Mutex::new(irqfds),
             reset_hooks: Mutex::new(Vec::new()),
+            device_states: Mutex::new(Vec::new()),
             serial,
             serial_backend,
             serial_input: Mutex::new(None),
             guest_reset: cfg.guest_reset,
         });
+        if let Some(dev) = &inner.serial {
+            inner.register_device_state("serial0", Arc::new(SerialMigration(dev.clone())))?;
+        }
         if let (Some(dev), Some(b)) = (&inner.serial, &inner.serial_backend) {
             *lock(&inner.serial_input) = SerialInput::start(dev.clone(), b.clone())?;
         }
@@ -840,18 +846,59 @@ impl Vm {
         }
     }
 
-    /// Full KVM state of the machine. The VM must be stopped.
+    /// Full state of the machine: KVM (VM, vCPUs) and every registered
+    /// device model. The VM must be stopped.
     pub fn save_state(&self) -> Result<MachineState, VmError> {
         let _g = lock(&self.inner.ops);
         self.inner.require_stopped()?;
-        self.inner.get_machine_state()
+        let mut s = self.inner.get_machine_state()?;
+        for (id, dev) in lock(&self.inner.device_states).iter() {
+            let data = dev
+                .save()
+                .map_err(|e| VmError::Invalid(format!("saving {id}: {e}")))?;
+            s.devices.push(DeviceBlob {
+                id: id.clone(),
+                data,
+            });
+        }
+        Ok(s)
     }
 
-    /// Restore KVM state (including kvmclock). The VM must be stopped.
+    /// Restore everything [`Vm::save_state`] returns (including kvmclock).
+    /// The VM must be stopped; the input is validated (vCPU count, MSR
+    /// list, exactly the registered devices) before anything is written.
     pub fn restore_state(&self, s: &MachineState) -> Result<(), VmError> {
         let _g = lock(&self.inner.ops);
         self.inner.require_stopped()?;
-        self.inner.set_machine_state(s, true)
+        let devs = lock(&self.inner.device_states).clone();
+        let mut ids: Vec<&str> = s.devices.iter().map(|d| d.id.as_str()).collect();
+        let mut want: Vec<&str> = devs.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        want.sort_unstable();
+        if ids != want {
+            return Err(StateError::Mismatch(format!(
+                "device states {ids:?}, this VM has {want:?}"
+            ))
+            .into());
+        }
+        self.inner.set_machine_state(s, true)?;
+        for blob in &s.devices {
+            if let Some((_, dev)) = devs.iter().find(|(id, _)| *id == blob.id) {
+                dev.restore(&blob.data)
+                    .map_err(|e| VmError::Invalid(format!("restoring {}: {e}", blob.id)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `dev`'s state part of [`Vm::save_state`]/[`Vm::restore_state`]
+    /// under `id` (unique). COM1 is registered as `serial0`.
+    pub fn register_device_state(
+        &self,
+        id: &str,
+        dev: Arc<dyn DeviceState>,
+    ) -> Result<(), VmError> {
+        self.inner.register_device_state(id, dev)
     }
 
     /// COM1, for snapshotting its registers.
@@ -884,6 +931,17 @@ fn set_slot(vm_fd: &VmFd, s: &MemSlot) -> Result<(), VmError> {
 }
 
 impl VmInner {
+    fn register_device_state(&self, id: &str, dev: Arc<dyn DeviceState>) -> Result<(), VmError> {
+        let mut d = lock(&self.device_states);
+        if id.is_empty() || d.iter().any(|(i, _)| i == id) {
+            return Err(VmError::Invalid(format!(
+                "device state id {id:?} is empty or taken"
+            )));
+        }
+        d.push((id.to_string(), dev));
+        Ok(())
+    }
+
     fn emit(&self, ev: VmEvent) {
         tracing::debug!(?ev, "vm event");
         lock(&self.subscribers).retain(|s| s.send(ev.clone()).is_ok());
@@ -942,6 +1000,7 @@ impl VmInner {
         Ok(MachineState {
             vm: state::get_vm_state(&self.vm_fd)?,
             vcpus: out,
+            devices: Vec::new(),
         })
     }
 

@@ -122,6 +122,8 @@ fn vm_state_round_trip_on_paused_vm() {
     let s1 = vm.save_state().unwrap();
     assert_eq!(s1.vcpus.len(), 2);
     assert!(!s1.vcpus[0].msrs.is_empty());
+    assert_eq!(s1.devices.len(), 1);
+    assert_eq!(s1.devices[0].id, "serial0");
     // Through serde (what migration sends), then back into KVM.
     let json = serde_json::to_string(&s1).unwrap();
     let back: vmm::state::MachineState = serde_json::from_str(&json).unwrap();
@@ -157,6 +159,15 @@ fn vm_state_round_trip_on_paused_vm() {
     let mut bad = s1.clone();
     bad.vcpus.pop();
     assert!(vm.restore_state(&bad).is_err());
+    let mut bad = s1.clone();
+    bad.devices[0].data = b"{not json".to_vec();
+    assert!(vm.restore_state(&bad).is_err());
+    let mut bad = s1.clone();
+    bad.devices.clear();
+    assert!(
+        vm.restore_state(&bad).is_err(),
+        "missing device state accepted"
+    );
     // The restored guest keeps working.
     let h = heartbeat(&vm);
     vm.resume().unwrap();

@@ -178,6 +178,24 @@ impl BusDevice for SerialDevice {
     }
 }
 
+/// COM1's registers as a migratable device state (JSON of [`SerialSnapshot`]).
+pub struct SerialMigration(pub Arc<Mutex<SerialDevice>>);
+
+impl crate::state::DeviceState for SerialMigration {
+    fn save(&self) -> Result<Vec<u8>, String> {
+        let snap = self.0.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+        serde_json::to_vec(&snap).map_err(|e| e.to_string())
+    }
+    fn restore(&self, data: &[u8]) -> Result<(), String> {
+        let snap: SerialSnapshot = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restore(&snap)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Feeds backend input into the UART; stops when dropped.
 pub struct SerialInput {
     stop: EventFd,
