@@ -11,6 +11,23 @@
 //! ```
 //! All state-changing operations are serialised by one lock, so `pause()`,
 //! `resume()` and `reset()` from QMP, HMP and the guest never interleave.
+//!
+//! ```no_run
+//! use vmm::chardev::stdio::StdioBackend;
+//! use vmm::vm::{Vm, VmConfig, VmEvent};
+//!
+//! let vm = Vm::new(VmConfig::builtin(256 << 20, Box::new(StdioBackend::new()?)))?;
+//! let events = vm.subscribe();
+//! vm.start()?; // not with -S; QMP `cont` is vm.resume()
+//! while let Ok(ev) = events.recv() {
+//!     match ev {
+//!         VmEvent::GuestExit(code) => std::process::exit(code as i32),
+//!         VmEvent::Shutdown { .. } => break,
+//!         _ => {}
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc::{channel, Receiver, Sender};
