@@ -114,6 +114,12 @@ async def main(path, do_quit):
         check(False, "3 MiB request fails")
     except ExecuteError as e:
         check(e.error.error.desc == "Parameter 'pad' is unexpected", "3 MiB request parsed whole and answered")
+    try:
+        await qmp.execute("query-status", {"pad": "z" * (6 << 20)})
+        check(False, "6 MiB request fails")
+    except ExecuteError as e:
+        check(e.error_class == "GenericError" and "maximum request size" in e.error.error.desc,
+              "6 MiB request -> GenericError echoing the library's id")
     check((await qmp.execute("query-name")) == {"name": "testvm"}, "connection usable after errors")
 
     # Malformed JSON and an oversize request on a raw connection.

@@ -258,6 +258,13 @@ fn qmp_streaming_and_size_limits() {
         c.cmd(r#"{"execute":"query-name"}"#),
         json!({"return": {"name": "testvm"}})
     );
+    // The id is echoed even when it comes after the oversize member.
+    c.send(&format!(
+        r#"{{"execute":"query-status","arguments":{{"pad":"{pad}"}},"id":"big-1"}}"#
+    ));
+    let r = c.recv();
+    assert_eq!(r["id"], "big-1", "{r}");
+    assert_eq!(r["error"]["class"], "GenericError");
     // Deep nesting is bounded too.
     c.send(&("[".repeat(5000) + &"]".repeat(5000)));
     assert_eq!(

@@ -80,7 +80,7 @@ pub struct MonitorSpec {
     pub chardev: String,
     /// Protocol.
     pub mode: MonitorMode,
-    /// Pretty-print JSON (`pretty=on`).
+    /// Pretty-print JSON: `pretty=off` only (`pretty=on` is rejected).
     pub pretty: bool,
 }
 
@@ -667,6 +667,9 @@ impl Parser {
                     Some(m) => return Err(format!("unknown monitor mode '{m}'")),
                 };
                 let pretty = o.take_bool("pretty")?.unwrap_or(false);
+                if pretty {
+                    return Err("pretty=on is not supported by this build".into());
+                }
                 let id = o.take("id");
                 o.finish()?;
                 c.monitors.push(MonitorSpec {

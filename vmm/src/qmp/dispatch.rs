@@ -147,6 +147,10 @@ impl Session {
                 out(wire::reply_err(&QmpError::generic(desc), None));
                 Flow::Continue
             }
+            Frame::Rejected { desc, id } => {
+                out(wire::reply_err(&QmpError::generic(desc), id.as_ref()));
+                Flow::Continue
+            }
             Frame::Value(bytes) => match json::parse(&bytes) {
                 Err(e) => {
                     out(wire::reply_err(&QmpError::generic(e), None));

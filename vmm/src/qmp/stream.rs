@@ -11,8 +11,12 @@
 //! emits a value once its outermost bracket closes (or a top-level scalar
 //! ends). Memory is bounded: a value longer than `max_size` bytes, with more
 //! than `max_tokens` elements, or nested deeper than [`json::MAX_NESTING`] is
-//! reported once as an error and the rest of it is skipped without being
-//! stored, so the next request on the connection is read normally.
+//! not stored; its end is still found, and it is reported once as
+//! [`Frame::Rejected`] so the next request on the connection is read
+//! normally. While skipping, a small [`Skeleton`] of the top-level members
+//! (nested values and long strings elided) is kept so the error reply can
+//! echo the request's `id`, which clients such as `qemu.qmp` need to match
+//! the error to their command.
 
 use super::json;
 
@@ -28,6 +32,102 @@ pub enum Frame {
     Value(Vec<u8>),
     /// A stream-level error, with the full desc for a `GenericError` reply.
     Error(String),
+    /// A value that broke a limit and was skipped: the desc, and its `id`
+    /// when the skeleton could recover it.
+    Rejected {
+        /// Full desc for the `GenericError` reply.
+        desc: String,
+        /// The request's `id`, if found among its top-level members.
+        id: Option<serde_json::Value>,
+    },
+}
+
+/// Longest top-level member text kept while skipping an oversize value.
+const SKELETON_MAX: usize = 64 * 1024;
+/// Top-level strings longer than this are elided from the skeleton.
+const SKELETON_STRING_MAX: usize = 1024;
+/// Stands in for elided values; never a legitimate id.
+const ELIDED: &[u8] = b"\"\\uffffelided\"";
+
+/// The top-level members of a value being skipped, nested values and long
+/// strings replaced by a marker, bounded by [`SKELETON_MAX`].
+#[derive(Debug, Default)]
+pub struct Skeleton {
+    text: Vec<u8>,
+    depth: usize,
+    in_string: Option<u8>,
+    escape: bool,
+    string_start: usize,
+    string_len: usize,
+    dead: bool,
+}
+
+impl Skeleton {
+    /// Feeds one byte of the value.
+    pub fn feed(&mut self, b: u8) {
+        if self.dead {
+            return;
+        }
+        if let Some(q) = self.in_string {
+            let closing = !self.escape && b == q;
+            self.escape = !self.escape && b == b'\\';
+            if self.depth == 1 {
+                self.string_len += 1;
+                if self.string_len <= SKELETON_STRING_MAX || closing {
+                    self.text.push(b);
+                }
+                if closing && self.string_len > SKELETON_STRING_MAX {
+                    self.text.truncate(self.string_start);
+                    self.text.extend_from_slice(ELIDED);
+                }
+            }
+            if closing {
+                self.in_string = None;
+            }
+        } else {
+            match (self.depth, b) {
+                (0, b' ' | b'\t' | b'\r' | b'\n') => {}
+                (0, b'{') => {
+                    self.depth = 1;
+                    self.text.push(b);
+                }
+                (0, _) => self.dead = true,
+                (1, b'"' | b'\'') => {
+                    self.in_string = Some(b);
+                    self.string_start = self.text.len();
+                    self.string_len = 0;
+                    self.text.push(b);
+                }
+                (1, b'{' | b'[') => {
+                    self.depth = 2;
+                    self.text.extend_from_slice(ELIDED);
+                }
+                (1, b'}') => {
+                    self.depth = 0;
+                    self.text.push(b);
+                }
+                (1, _) => self.text.push(b),
+                (_, b'"' | b'\'') => self.in_string = Some(b),
+                (_, b'{' | b'[') => self.depth += 1,
+                (_, b'}' | b']') => self.depth -= 1,
+                _ => {}
+            }
+        }
+        if self.text.len() > SKELETON_MAX {
+            self.dead = true;
+            self.text = Vec::new();
+        }
+    }
+
+    /// The `id` member, if the skeleton is a complete object that has one.
+    pub fn id(&self) -> Option<serde_json::Value> {
+        if self.dead || self.depth != 0 {
+            return None;
+        }
+        let v = json::parse(&self.text).ok()?;
+        let id = v.get("id")?;
+        (id.as_str() != Some("\u{ffff}elided")).then(|| id.clone())
+    }
 }
 
 /// Incremental splitter; see the module docs.
@@ -39,7 +139,8 @@ pub struct JsonStreamer {
     in_string: Option<u8>,
     escape: bool,
     in_scalar: bool,
-    skipping: bool,
+    skipping: Option<String>,
+    skeleton: Skeleton,
     max_size: usize,
     max_tokens: usize,
 }
@@ -67,7 +168,8 @@ impl JsonStreamer {
             in_string: None,
             escape: false,
             in_scalar: false,
-            skipping: false,
+            skipping: None,
+            skeleton: Skeleton::default(),
             max_size: max_size.max(2),
             max_tokens: max_tokens.max(1),
         }
@@ -93,32 +195,42 @@ impl JsonStreamer {
         self.in_string = None;
         self.escape = false;
         self.in_scalar = false;
-        self.skipping = false;
+        self.skipping = None;
+        self.skeleton = Skeleton::default();
     }
 
     fn emit(&mut self, out: &mut Vec<Frame>) {
-        if !self.skipping {
-            out.push(Frame::Value(std::mem::take(&mut self.buf)));
+        match self.skipping.take() {
+            None => out.push(Frame::Value(std::mem::take(&mut self.buf))),
+            Some(desc) => out.push(Frame::Rejected {
+                desc,
+                id: self.skeleton.id(),
+            }),
         }
         self.reset_value();
     }
 
-    /// Starts skipping the current value after reporting `desc` once.
-    fn abandon(&mut self, desc: String, out: &mut Vec<Frame>) {
-        if !self.skipping {
-            out.push(Frame::Error(desc));
-            self.skipping = true;
+    /// Stops storing the current value; `desc` is reported when it ends.
+    fn abandon(&mut self, desc: String) {
+        if self.skipping.is_none() {
+            self.skipping = Some(desc);
+            self.skeleton = Skeleton::default();
+            for &b in &self.buf {
+                self.skeleton.feed(b);
+            }
             self.buf = Vec::new();
         }
     }
 
-    fn store(&mut self, b: u8, out: &mut Vec<Frame>) {
-        if self.skipping {
+    fn store(&mut self, b: u8) {
+        if self.skipping.is_some() {
+            self.skeleton.feed(b);
             return;
         }
         if self.buf.len() >= self.max_size {
             let desc = self.size_error();
-            self.abandon(desc, out);
+            self.abandon(desc);
+            self.skeleton.feed(b);
             return;
         }
         self.buf.push(b);
@@ -133,7 +245,7 @@ impl JsonStreamer {
 
     fn byte(&mut self, b: u8, out: &mut Vec<Frame>) {
         if let Some(q) = self.in_string {
-            self.store(b, out);
+            self.store(b);
             if self.escape {
                 self.escape = false;
             } else if b == b'\\' {
@@ -152,7 +264,7 @@ impl JsonStreamer {
                 self.emit(out);
                 self.byte(b, out);
             } else {
-                self.store(b, out);
+                self.store(b);
             }
             return;
         }
@@ -160,19 +272,19 @@ impl JsonStreamer {
             match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
                 b'{' | b'[' => {
-                    self.store(b, out);
+                    self.store(b);
                     self.depth = 1;
                     self.tokens = 1;
                 }
                 b'"' | b'\'' => {
-                    self.store(b, out);
+                    self.store(b);
                     self.in_string = Some(b);
                 }
                 b'}' | b']' | b',' | b':' => {
                     out.push(Frame::Error("JSON parse error, expecting value".into()));
                 }
                 b'-' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => {
-                    self.store(b, out);
+                    self.store(b);
                     self.in_scalar = true;
                 }
                 _ => {
@@ -191,17 +303,17 @@ impl JsonStreamer {
             }
             return;
         }
-        self.store(b, out);
+        self.store(b);
         match b {
             b'"' | b'\'' => self.in_string = Some(b),
             b'{' | b'[' => {
                 self.depth += 1;
-                self.count_token(out);
+                self.count_token();
                 if self.depth > json::MAX_NESTING {
-                    self.abandon(json::NESTING_ERROR.into(), out);
+                    self.abandon(json::NESTING_ERROR.into());
                 }
             }
-            b',' => self.count_token(out),
+            b',' => self.count_token(),
             b'}' | b']' => {
                 self.depth -= 1;
                 if self.depth == 0 {
@@ -212,10 +324,10 @@ impl JsonStreamer {
         }
     }
 
-    fn count_token(&mut self, out: &mut Vec<Frame>) {
+    fn count_token(&mut self) {
         self.tokens += 1;
         if self.tokens > self.max_tokens {
-            self.abandon("JSON token count limit exceeded".into(), out);
+            self.abandon("JSON token count limit exceeded".into());
         }
     }
 }
@@ -273,8 +385,44 @@ mod tests {
         data.extend_from_slice(br#"{"execute":"stop"}"#);
         let out = split(&mut s, &data);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert!(matches!(&out[0], Frame::Error(e) if e.contains("maximum request size of 64")));
+        assert!(
+            matches!(&out[0], Frame::Rejected { desc, id: None } if desc.contains("maximum request size of 64"))
+        );
         assert_eq!(out[1], v(r#"{"execute":"stop"}"#));
+    }
+
+    #[test]
+    fn oversize_error_keeps_the_id() {
+        let mut s = JsonStreamer::new(64, 1000);
+        let pad = "y".repeat(5000);
+        let text = format!(
+            r#"{{"execute":"x","arguments":{{"pad":"{pad}","n":[1,{{}}]}},'id':{{"k":[1]}}, "z":"{pad}"}}"#
+        );
+        let out = split(&mut s, text.as_bytes());
+        assert!(
+            matches!(&out[..], [Frame::Rejected { id: None, .. }]),
+            "container ids are not recovered: {out:?}"
+        );
+        let text = format!(
+            r#"{{"execute":"x","arguments":{{"pad":"{pad}"}},"z":"{pad}\"}}","id":"req-7"}}"#
+        );
+        let out = split(&mut s, text.as_bytes());
+        assert_eq!(
+            out,
+            vec![Frame::Rejected {
+                desc: s.size_error(),
+                id: Some(serde_json::json!("req-7"))
+            }]
+        );
+        let text = format!(r#"{{"id":12,"execute":"x","arguments":{{"pad":"{pad}"}}}}"#);
+        let out = split(&mut s, text.as_bytes());
+        assert_eq!(
+            out,
+            vec![Frame::Rejected {
+                desc: s.size_error(),
+                id: Some(serde_json::json!(12))
+            }]
+        );
     }
 
     #[test]
@@ -283,7 +431,16 @@ mod tests {
         let mut data = "[".repeat(2000) + &"]".repeat(2000);
         data.push_str("{}");
         let out = split(&mut s, data.as_bytes());
-        assert_eq!(out, vec![Frame::Error(json::NESTING_ERROR.into()), v("{}")]);
+        assert_eq!(
+            out,
+            vec![
+                Frame::Rejected {
+                    desc: json::NESTING_ERROR.into(),
+                    id: None
+                },
+                v("{}")
+            ]
+        );
 
         let mut s = JsonStreamer::new(1 << 20, 100);
         let data = format!("[{}0]{{}}", "0,".repeat(200));
@@ -291,7 +448,10 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Frame::Error("JSON token count limit exceeded".into()),
+                Frame::Rejected {
+                    desc: "JSON token count limit exceeded".into(),
+                    id: None
+                },
                 v("{}")
             ]
         );
