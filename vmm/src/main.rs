@@ -83,6 +83,7 @@ fn supervisor_main(mut args: Vec<OsString>) -> ExitCode {
 fn service_main(kind: ServiceKind, args: &[String]) -> ExitCode {
     match kind {
         ServiceKind::Idle => svc_runtime::idle_main(args),
+        ServiceKind::Chardev => svc_chardev::main(args),
         other => {
             eprintln!("{other}: this service is not available in this build yet");
             ExitCode::from(1)

@@ -16,6 +16,7 @@ pub mod fd;
 pub mod file;
 pub mod null;
 pub mod pty;
+pub mod socket;
 pub mod stdio;
 
 /// A character device backend.

@@ -287,6 +287,17 @@ pub trait MachineControl: Send + Sync {
     fn object_del(&self, id: &str) -> Result<(), QmpError> {
         Err(QmpError::generic(format!("object '{id}' not found")))
     }
+    /// `chardev-add`: create chardev `spec.id`. Returns QEMU's
+    /// `ChardevReturn` (`{}`, or `{"pty": PATH}` for a pty).
+    fn chardev_add(&self, spec: crate::cli::ChardevSpec) -> Result<Value, QmpError> {
+        let _ = spec;
+        Err(unsupported("chardev-add"))
+    }
+    /// `chardev-remove`; QEMU's errors: "Chardev 'ID' not found",
+    /// "Chardev 'ID' is busy".
+    fn chardev_remove(&self, id: &str) -> Result<(), QmpError> {
+        Err(QmpError::generic(format!("Chardev '{id}' not found")))
+    }
 }
 
 /// Converts an `object-add` argument object into an [`ObjectSpec`].

@@ -2,10 +2,12 @@
 //! platform devices and the object registry.
 
 use std::sync::mpsc::Sender;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::cli::{Config, ObjectSpec};
+use crate::chardev::socket::config::LogFile;
+use crate::chardev::socket::{SocketChardevs, SocketConfig};
+use crate::cli::{ChardevBackend, ChardevSpec, Config, ObjectSpec};
 use crate::devices::platform::PlatformDevices;
 use crate::devices::pointer::{Axis, Button, PointerInput};
 use crate::objects::ObjectRegistry;
@@ -30,6 +32,7 @@ pub struct Control {
     devices: PlatformDevices,
     drives: Vec<DriveInfo>,
     chardevs: Vec<ChardevInfo>,
+    sockets: Arc<SocketChardevs>,
     objects: Mutex<ObjectRegistry>,
     bus: EventBus,
     exit: Mutex<Sender<ExitRequest>>,
@@ -38,12 +41,14 @@ pub struct Control {
 }
 
 impl Control {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: &Config,
         vm: Vm,
         devices: PlatformDevices,
         objects: ObjectRegistry,
         chardevs: Vec<ChardevInfo>,
+        sockets: Arc<SocketChardevs>,
         bus: EventBus,
         exit: Sender<ExitRequest>,
     ) -> Self {
@@ -54,6 +59,7 @@ impl Control {
             devices,
             drives,
             chardevs,
+            sockets,
             objects: Mutex::new(objects),
             bus,
             exit: Mutex::new(exit),
@@ -190,7 +196,9 @@ impl MachineControl for Control {
     }
 
     fn query_chardev(&self) -> Vec<ChardevInfo> {
-        self.chardevs.clone()
+        let mut all = self.chardevs.clone();
+        all.extend(self.sockets.infos());
+        all
     }
 
     fn screendump(&self, device: Option<&str>, head: Option<u32>) -> Result<Screenshot, QmpError> {
@@ -272,5 +280,40 @@ impl MachineControl for Control {
         lock(&self.objects)
             .del(id)
             .map_err(|e| QmpError::generic(e.to_string()))
+    }
+
+    fn chardev_add(&self, spec: ChardevSpec) -> Result<serde_json::Value, QmpError> {
+        let _g = lock(&self.ops);
+        let id = spec.id.as_str();
+        if self.chardevs.iter().any(|c| c.label == id) || self.sockets.contains(id) {
+            return Err(QmpError::generic(format!(
+                "attempt to add duplicate property '{id}' to object (type 'container')"
+            )));
+        }
+        let ChardevBackend::Socket(sock) = &spec.backend else {
+            return Err(QmpError::generic(
+                "chardev-add: only socket chardevs can be added by this build",
+            ));
+        };
+        let logfile = spec.logfile.as_ref().map(|p| LogFile {
+            path: p.clone(),
+            append: spec.logappend,
+        });
+        let conf = SocketConfig::new(id, sock, logfile, &lock(&self.objects))
+            .map_err(QmpError::generic)?;
+        self.sockets
+            .add(conf)
+            .map_err(|e| QmpError::generic(format!("cannot start svc-chardev: {e}")))?;
+        Ok(serde_json::json!({}))
+    }
+
+    fn chardev_remove(&self, id: &str) -> Result<(), QmpError> {
+        let _g = lock(&self.ops);
+        if self.chardevs.iter().any(|c| c.label == id) {
+            // Command-line chardevs other than sockets are owned by their
+            // frontends or monitors in this build.
+            return Err(QmpError::generic(format!("Chardev '{id}' is busy")));
+        }
+        self.sockets.remove(id).map_err(QmpError::generic)
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::chardev::socket::SocketChardevs;
 use crate::cli::{Action, Config};
 use crate::qmp::{EventBus, Registry, Server, ShutdownCause};
 use crate::services::{ServiceEvent, ServiceManager, ServiceSettings};
@@ -73,19 +74,19 @@ fn start_and_serve(
     let bus = EventBus::new();
 
     let objects = setup::objects(cfg)?;
-    let mut chardevs = setup::Chardevs::open(cfg)?;
-    let vm_cfg = setup::vm_config(cfg, &mut chardevs)?;
+    let services = {
+        let bus = bus.clone();
+        Arc::new(ServiceManager::new(
+            ServiceSettings::default(),
+            Arc::new(move |ev| emit_service_event(&bus, ev)),
+        ))
+    };
+    let sockets = Arc::new(SocketChardevs::new(services.clone()));
+    let mut chardevs = setup::Chardevs::open(cfg, &objects, &sockets)?;
+    let vm_cfg = setup::vm_config(cfg, &mut chardevs, &sockets)?;
     let vm = crate::vm::Vm::new(vm_cfg).context("cannot create the VM")?;
     let devices = crate::devices::platform::attach(&vm, setup::drives(cfg)?)
         .context("cannot attach devices")?;
-
-    let services = {
-        let bus = bus.clone();
-        ServiceManager::new(
-            ServiceSettings::default(),
-            Arc::new(move |ev| emit_service_event(&bus, ev)),
-        )
-    };
 
     let control = Arc::new(Control::new(
         cfg,
@@ -93,6 +94,7 @@ fn start_and_serve(
         devices,
         objects,
         chardevs.infos(),
+        sockets.clone(),
         bus.clone(),
         exit_tx.clone(),
     ));
@@ -144,6 +146,7 @@ fn start_and_serve(
         ExitRequest::Quit => "host-qmp-quit",
         _ => "guest-shutdown",
     });
+    sockets.stop_all();
     services.shutdown_all();
     if let Some(q) = qmp {
         q.shutdown();

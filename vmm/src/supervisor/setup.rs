@@ -14,6 +14,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::chardev::file::FileBackend;
 use crate::chardev::null::NullBackend;
 use crate::chardev::pty::PtyBackend;
+use crate::chardev::socket::config::{LogFile, Role as SocketRole};
+use crate::chardev::socket::{SocketChardevs, SocketConfig};
 use crate::chardev::stdio::StdioBackend;
 use crate::chardev::CharBackend;
 use crate::cli::{ChardevBackend, ChardevSpec, Config, MonitorMode, SocketAddr};
@@ -212,8 +214,9 @@ fn describe(spec: &ChardevSpec) -> String {
 }
 
 impl Chardevs {
-    /// Opens every chardev of `cfg`.
-    pub fn open(cfg: &Config) -> Result<Self> {
+    /// Opens every chardev of `cfg`; socket chardevs for serial ports
+    /// start their svc-chardev and are kept in `sockets`.
+    pub fn open(cfg: &Config, objects: &ObjectRegistry, sockets: &SocketChardevs) -> Result<Self> {
         let mut me = Chardevs {
             backends: HashMap::new(),
             listeners: HashMap::new(),
@@ -222,7 +225,7 @@ impl Chardevs {
         };
         for spec in &cfg.chardevs {
             let id = spec.id.as_str();
-            if spec.logfile.is_some() {
+            if spec.logfile.is_some() && !matches!(spec.backend, ChardevBackend::Socket(_)) {
                 bail!("chardev '{id}': logfile= is not supported by this build yet");
             }
             let mut filename = describe(spec);
@@ -249,11 +252,25 @@ impl Chardevs {
                         describe(&ChardevSpec { backend: other.clone(), ..spec.clone() })
                     );
                 }
-                (None, ChardevBackend::Socket(_)) => {
-                    bail!(
-                        "chardev '{id}': socket chardevs for serial ports are served by \
-                         svc-chardev, which this build does not include yet"
-                    );
+                (None, ChardevBackend::Socket(s)) => {
+                    // Served by its own sandboxed svc-chardev
+                    // (crate::chardev::socket); listed by `sockets`.
+                    let logfile = spec.logfile.as_ref().map(|p| LogFile {
+                        path: p.clone(),
+                        append: spec.logappend,
+                    });
+                    let conf = SocketConfig::new(id, s, logfile, objects)
+                        .map_err(|e| anyhow!("chardev '{id}': {e}"))?;
+                    let wait = matches!(conf.role, SocketRole::Server { wait: true, .. });
+                    sockets
+                        .add(conf)
+                        .with_context(|| format!("chardev '{id}': cannot start svc-chardev"))?;
+                    if wait {
+                        let name = sockets.with(id, |c| c.filename()).unwrap_or_default();
+                        eprintln!("bulkhead: QEMU waiting for connection on: {name}");
+                        sockets.with(id, |c| c.wait_connected(None));
+                    }
+                    continue;
                 }
                 (None, backend) => {
                     let b: Box<dyn CharBackend> = match backend {
@@ -372,7 +389,11 @@ fn memory_config(cfg: &Config) -> Result<MemoryConfig> {
 }
 
 /// The VM core's configuration.
-pub fn vm_config(cfg: &Config, chardevs: &mut Chardevs) -> Result<VmConfig> {
+pub fn vm_config(
+    cfg: &Config,
+    chardevs: &mut Chardevs,
+    sockets: &SocketChardevs,
+) -> Result<VmConfig> {
     if cfg.cpus == 0 || cfg.cpus > 255 {
         bail!(
             "-smp {}: Invalid SMP CPUs {}. The max CPUs supported by machine 'bulkhead' is 255",
@@ -399,11 +420,13 @@ pub fn vm_config(cfg: &Config, chardevs: &mut Chardevs) -> Result<VmConfig> {
         serials.push("serial0".into());
     }
     let serial = match serials.first() {
-        Some(id) => Some(
-            chardevs
+        Some(id) => Some(match sockets.attach(id) {
+            Some(b) => Box::new(b.with_context(|| format!("chardev '{id}': logfile"))?)
+                as Box<dyn CharBackend>,
+            None => chardevs
                 .take_backend(id)
                 .ok_or_else(|| anyhow!("-serial chardev:{id}: chardev \"{id}\" not found"))?,
-        ),
+        }),
         None => None,
     };
     let boot = match &cfg.kernel {

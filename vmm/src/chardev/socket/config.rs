@@ -1,0 +1,177 @@
+//! What a socket chardev needs to start, built from `-chardev socket,...`
+//! or `chardev-add`: the bound listener (server) or the one address the
+//! service may connect to (client), and the TLS/authz material loaded by
+//! the supervisor.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use creds::x509::Endpoint;
+use ipc::{AuthzRules, SocketAddress, TlsMaterial};
+
+use crate::cli::{SocketAddr, SocketChardev as SocketSpec};
+use crate::objects::ObjectRegistry;
+use crate::services::broker;
+
+/// `logfile=` / `logappend=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Append instead of truncating.
+    pub append: bool,
+}
+
+/// Server or client.
+#[derive(Debug)]
+pub enum Role {
+    /// Accept on `listener` (bound and listening).
+    Server {
+        /// The listening socket.
+        listener: OwnedFd,
+        /// `wait=on`.
+        wait: bool,
+    },
+    /// Connect to `addr` (the service's only broker grant).
+    Client {
+        /// The peer.
+        addr: SocketAddress,
+        /// `reconnect=` seconds (0: never).
+        reconnect_secs: u64,
+    },
+}
+
+/// Everything needed to start one socket chardev.
+#[derive(Debug)]
+pub struct SocketConfig {
+    /// `id=`.
+    pub id: String,
+    /// QEMU's address text (`tcp:127.0.0.1:4444,server=on`).
+    pub address: String,
+    /// Server or client.
+    pub role: Role,
+    /// `tls-creds=`, ready for the wire.
+    pub tls: Option<TlsMaterial>,
+    /// `tls-authz=`, ready for the wire.
+    pub authz: Option<AuthzRules>,
+    /// `logfile=`.
+    pub logfile: Option<LogFile>,
+}
+
+/// QEMU's `SocketAddress_to_str` plus `,server=on`.
+pub fn address_text(s: &SocketSpec) -> String {
+    let server = if s.server { ",server=on" } else { "" };
+    let scheme = if s.telnet { "telnet" } else { "tcp" };
+    match &s.addr {
+        SocketAddr::Tcp { host, port } => format!("{scheme}:{host}:{port}{server}"),
+        SocketAddr::Unix(p) => format!("unix:{}{server}", p.display()),
+        SocketAddr::Fd(fd) => format!("fd:{fd}{server}"),
+    }
+}
+
+impl SocketConfig {
+    /// Builds the configuration (binding the listener in server mode).
+    /// Errors are QEMU-style messages without the `chardev 'id':` prefix.
+    pub fn new(
+        id: &str,
+        s: &SocketSpec,
+        logfile: Option<LogFile>,
+        objects: &ObjectRegistry,
+    ) -> Result<SocketConfig, String> {
+        if s.telnet {
+            return Err("telnet=on is not supported by this build".into());
+        }
+        let host_or_any = |h: &str| {
+            if h.is_empty() {
+                "0.0.0.0".to_owned()
+            } else {
+                h.to_owned()
+            }
+        };
+        let role = if s.server {
+            let listener = match &s.addr {
+                SocketAddr::Tcp { host, port } => broker::listen(&SocketAddress::Tcp {
+                    host: host_or_any(host),
+                    port: *port,
+                })
+                .map_err(|e| format!("Failed to bind socket: {}", e.message))?,
+                SocketAddr::Unix(p) => broker::listen(&SocketAddress::Unix {
+                    path: p.display().to_string(),
+                })
+                .map_err(|e| format!("Failed to bind socket to {}: {}", p.display(), e.message))?,
+                SocketAddr::Fd(fd) => {
+                    // SAFETY: F_GETFD only inspects the descriptor table.
+                    if unsafe { libc::fcntl(*fd, libc::F_GETFD) } < 0 {
+                        return Err(format!("fd={fd} is not an open file descriptor"));
+                    }
+                    // SAFETY: the user handed us this inherited listening
+                    // socket for this chardev; nothing else owns it.
+                    unsafe { OwnedFd::from_raw_fd(*fd) }
+                }
+            };
+            Role::Server {
+                listener,
+                wait: s.wait,
+            }
+        } else {
+            let addr = match &s.addr {
+                SocketAddr::Tcp { host, port } => SocketAddress::Tcp {
+                    host: if host.is_empty() {
+                        "localhost".into()
+                    } else {
+                        host.clone()
+                    },
+                    port: *port,
+                },
+                SocketAddr::Unix(p) => SocketAddress::Unix {
+                    path: p.display().to_string(),
+                },
+                SocketAddr::Fd(_) => {
+                    return Err("fd= in client mode is not supported by this build".into())
+                }
+            };
+            Role::Client {
+                addr,
+                reconnect_secs: s.reconnect.unwrap_or(0),
+            }
+        };
+        let tls = match &s.tls_creds {
+            None => None,
+            Some(cid) => {
+                let want = if s.server {
+                    Endpoint::Server
+                } else {
+                    Endpoint::Client
+                };
+                let m = objects
+                    .tls_creds(cid, Some(want))
+                    .map_err(|e| e.to_string())?;
+                let server_name = match &role {
+                    Role::Client {
+                        addr: SocketAddress::Tcp { host, .. },
+                        ..
+                    } => Some(host.as_str()),
+                    _ => None,
+                };
+                Some(creds::wire::tls_to_wire(m, server_name))
+            }
+        };
+        let authz = match &s.tls_authz {
+            None => None,
+            Some(aid) => Some(creds::wire::authz_to_wire(
+                &objects.authz(aid).map_err(|e| e.to_string())?,
+            )),
+        };
+        if authz.is_some() && tls.is_none() {
+            return Err("'tls_authz' option requires 'tls_creds' option".into());
+        }
+        Ok(SocketConfig {
+            id: id.to_owned(),
+            address: address_text(s),
+            role,
+            tls,
+            authz,
+            logfile,
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! The supervisor side of one `svc-chardev`: its startup message, its
+//! broker grant and the (untrusted) messages it sends.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use ipc::chardev::{Chardev, ChardevRole, ChardevStartup, ChardevToCore};
+use ipc::{AuthzRules, Fd, SocketAddress, TlsMaterial};
+
+use super::config::{Role, SocketConfig};
+use super::{bounded, Shared};
+use crate::services::{Broker, Grant, ServiceHandler, ServiceLink};
+
+enum HandlerRole {
+    Server {
+        listener: OwnedFd,
+        wait: bool,
+    },
+    Client {
+        addr: SocketAddress,
+        reconnect_secs: u64,
+    },
+}
+
+pub(super) struct Handler {
+    shared: Arc<Shared>,
+    role: HandlerRole,
+    tls: Option<TlsMaterial>,
+    authz: Option<AuthzRules>,
+}
+
+impl Handler {
+    pub(super) fn new(shared: Arc<Shared>, cfg: SocketConfig) -> Self {
+        let role = match cfg.role {
+            Role::Server { listener, wait } => HandlerRole::Server { listener, wait },
+            Role::Client {
+                addr,
+                reconnect_secs,
+            } => HandlerRole::Client {
+                addr,
+                reconnect_secs,
+            },
+        };
+        Handler {
+            shared,
+            role,
+            tls: cfg.tls,
+            authz: cfg.authz,
+        }
+    }
+}
+
+impl ServiceHandler<Chardev> for Handler {
+    fn startup(&self) -> Result<ChardevStartup, String> {
+        let role = match &self.role {
+            HandlerRole::Server { listener, wait } => ChardevRole::Server {
+                // A fresh duplicate each (re)start: the listener stays
+                // open here, so clients queue while the service restarts.
+                listener: Fd::new(
+                    listener
+                        .try_clone()
+                        .map_err(|e| format!("dup listener: {e}"))?,
+                ),
+                wait: *wait,
+            },
+            HandlerRole::Client {
+                addr,
+                reconnect_secs,
+            } => ChardevRole::Client {
+                addr: addr.clone(),
+                reconnect_secs: *reconnect_secs,
+            },
+        };
+        Ok(ChardevStartup {
+            id: self.shared.id.clone(),
+            role,
+            tls: self.tls.clone(),
+            authz: self.authz.clone(),
+        })
+    }
+
+    fn on_message(&self, msg: ChardevToCore, _link: &ServiceLink<Chardev>) -> Result<(), String> {
+        let sh = &self.shared;
+        match msg {
+            ChardevToCore::Data(bytes) => {
+                let mut f = sh.lock();
+                f.from_service
+                    .on_data(bytes.len())
+                    .map_err(|e| e.to_string())?;
+                f.input.extend(bytes.iter());
+                if !f.input.is_empty() {
+                    let _ = sh.input_event.write(1);
+                }
+            }
+            ChardevToCore::Credit(n) => {
+                sh.lock().to_service.grant(n).map_err(|e| e.to_string())?;
+            }
+            ChardevToCore::ClientConnected { peer, dn } => {
+                let peer = bounded(peer);
+                let dn = dn.map(bounded);
+                tracing::info!(chardev = %sh.id, %peer, dn = dn.as_deref().unwrap_or("-"),
+                    "chardev client connected");
+                sh.lock().client = Some((peer, dn));
+                sh.changed.notify_all();
+            }
+            ChardevToCore::ClientDisconnected => {
+                let old = sh.lock().client.take();
+                if let Some((peer, _)) = old {
+                    tracing::info!(chardev = %sh.id, %peer, "chardev client disconnected");
+                }
+                sh.changed.notify_all();
+            }
+            ChardevToCore::ClientRejected { peer, reason } => {
+                tracing::warn!(chardev = %sh.id, peer = %bounded(peer), reason = %bounded(reason),
+                    "chardev connection refused");
+                sh.lock().rejected += 1;
+                sh.changed.notify_all();
+            }
+            // Handled by the service manager.
+            ChardevToCore::Ready
+            | ChardevToCore::StartupFailed { .. }
+            | ChardevToCore::Pong(_)
+            | ChardevToCore::Broker(_) => {}
+        }
+        Ok(())
+    }
+
+    fn on_ready(&self, _link: &ServiceLink<Chardev>) {
+        self.shared.reset();
+    }
+
+    fn on_exit(&self) {
+        self.shared.reset();
+    }
+
+    fn broker(&self) -> Broker {
+        match &self.role {
+            HandlerRole::Server { .. } => Broker::default(),
+            HandlerRole::Client { addr, .. } => Broker::new(vec![Grant::Connect(addr.clone())]),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Every socket chardev of the VM, by id: started from the command line or
+//! by `chardev-add`, listed by `query-chardev`, removed by
+//! `chardev-remove`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::qmp::backend::ChardevInfo;
+use crate::services::ServiceManager;
+
+use super::{SocketBackend, SocketChardev, SocketConfig};
+
+struct Entry {
+    dev: SocketChardev,
+    /// A serial port uses it (QEMU's `frontend-open`).
+    frontend: bool,
+}
+
+/// The socket chardevs and the service manager that runs them.
+pub struct SocketChardevs {
+    services: Arc<ServiceManager>,
+    map: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl SocketChardevs {
+    /// An empty set whose services run under `services`.
+    pub fn new(services: Arc<ServiceManager>) -> Self {
+        SocketChardevs {
+            services,
+            map: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The service manager.
+    pub fn services(&self) -> &Arc<ServiceManager> {
+        &self.services
+    }
+
+    /// Starts a socket chardev's service.
+    pub fn add(&self, cfg: SocketConfig) -> std::io::Result<()> {
+        let id = cfg.id.clone();
+        let dev = SocketChardev::start(&self.services, cfg)?;
+        self.lock().insert(
+            id,
+            Entry {
+                dev,
+                frontend: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether `id` is a socket chardev.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Attaches a frontend (serial port) to `id` and returns its backend.
+    pub fn attach(&self, id: &str) -> Option<std::io::Result<SocketBackend>> {
+        let mut map = self.lock();
+        let e = map.get_mut(id)?;
+        e.frontend = true;
+        Some(e.dev.backend())
+    }
+
+    /// Runs `f` on chardev `id`.
+    pub fn with<R>(&self, id: &str, f: impl FnOnce(&SocketChardev) -> R) -> Option<R> {
+        self.lock().get(id).map(|e| f(&e.dev))
+    }
+
+    /// `query-chardev` rows.
+    pub fn infos(&self) -> Vec<ChardevInfo> {
+        self.lock()
+            .iter()
+            .map(|(id, e)| ChardevInfo {
+                label: id.clone(),
+                filename: e.dev.filename(),
+                frontend_open: e.frontend,
+            })
+            .collect()
+    }
+
+    /// `chardev-remove`: QEMU refuses a chardev in use by a frontend.
+    pub fn remove(&self, id: &str) -> Result<(), String> {
+        let entry = {
+            let mut map = self.lock();
+            match map.get(id) {
+                None => return Err(format!("Chardev '{id}' not found")),
+                Some(e) if e.frontend => return Err(format!("Chardev '{id}' is busy")),
+                Some(_) => map.remove(id),
+            }
+        };
+        if let Some(e) = entry {
+            e.dev.stop();
+        }
+        Ok(())
+    }
+
+    /// Stops every service.
+    pub fn stop_all(&self) {
+        let all = std::mem::take(&mut *self.lock());
+        for e in all.values() {
+            e.dev.stop();
+        }
+    }
+}
