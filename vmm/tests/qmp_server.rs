@@ -705,3 +705,48 @@ fn qmp_tcp_and_preopened_fd_listeners() {
     );
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn qmp_attached_socket_and_stdio_pipes() {
+    use std::io::{BufRead, BufReader};
+    let (h, _vm, _path) = start("attach", RunState::Running);
+    // A connected socket (client-mode chardev).
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    h.attach_socket(ours.into());
+    theirs
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut r = BufReader::new(theirs.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"QMP\""));
+    (&theirs)
+        .write_all(br#"{"execute":"qmp_capabilities"}{"execute":"query-name"}"#)
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "{\"return\": {\"name\": \"testvm\"}}\r\n");
+    // Plain pipes, as `-qmp stdio` gets.
+    let (in_r, in_w) = nix::unistd::pipe().unwrap();
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    h.attach_stdio(in_r, out_w);
+    let mut to_server = std::fs::File::from(in_w);
+    let mut from_server = BufReader::new(std::fs::File::from(out_r));
+    line.clear();
+    from_server.read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"QMP\""));
+    to_server
+        .write_all(br#"{"execute":"qmp_capabilities"}{"execute":"stop","id":1}"#)
+        .unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        line.clear();
+        from_server.read_line(&mut line).unwrap();
+        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    assert_eq!(lines[0], json!({"return": {}}));
+    assert_eq!(lines[1]["event"], "STOP");
+    assert_eq!(lines[2], json!({"return": {}, "id": 1}));
+}

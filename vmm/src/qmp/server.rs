@@ -285,12 +285,15 @@ impl Server {
         let registry = Arc::new(registry);
         let st = Arc::clone(&state);
         let b = bus.clone();
+        let (be, reg) = (Arc::clone(&backend), Arc::clone(&registry));
         let acceptor = std::thread::Builder::new()
             .name("qmp-accept".into())
-            .spawn(move || accept_loop(listeners, st, backend, registry, b))?;
+            .spawn(move || accept_loop(listeners, st, be, reg, b))?;
         Ok(ServerHandle {
             state,
             bus,
+            backend,
+            registry,
             acceptor: Some(acceptor),
         })
     }
@@ -300,6 +303,8 @@ impl Server {
 pub struct ServerHandle {
     state: Arc<ServerState>,
     bus: EventBus,
+    backend: Arc<dyn MachineControl>,
+    registry: Arc<Registry>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -318,6 +323,39 @@ impl ServerHandle {
     /// The bus events go through (give a clone to the VM core).
     pub fn events(&self) -> EventBus {
         self.bus.clone()
+    }
+
+    /// Serves QMP on an already connected socket (a client-mode socket
+    /// chardev, `-chardev socket,...,server=off -mon ...,mode=control`).
+    pub fn attach_socket(&self, sock: OwnedFd) {
+        spawn_client(
+            Conn {
+                rd: sock,
+                wr: None,
+                socket: true,
+            },
+            &self.state,
+            &self.backend,
+            &self.registry,
+            &self.bus,
+        );
+    }
+
+    /// Serves QMP on a pair of plain fds (`-qmp stdio`: dup'ed stdin and
+    /// stdout). Writes to `output` block, so give it a dedicated stream.
+    pub fn attach_stdio(&self, input: OwnedFd, output: OwnedFd) {
+        let socket = is_socket(&input) && is_socket(&output);
+        spawn_client(
+            Conn {
+                rd: input,
+                wr: Some(output),
+                socket,
+            },
+            &self.state,
+            &self.backend,
+            &self.registry,
+            &self.bus,
+        );
     }
 
     /// Whether a client ran `quit` (the server is then shutting down).
@@ -453,7 +491,12 @@ fn accept_loop(
                 );
                 continue;
             }
-            spawn_client(sock, &state, &backend, &registry, &bus);
+            let conn = Conn {
+                rd: sock,
+                wr: None,
+                socket: true,
+            };
+            spawn_client(conn, &state, &backend, &registry, &bus);
         }
     }
     for l in &listeners {
@@ -462,8 +505,47 @@ fn accept_loop(
     drop(listeners);
 }
 
+/// One client connection: a socket, or separate input/output fds.
+struct Conn {
+    rd: OwnedFd,
+    /// Output fd when it differs from `rd`.
+    wr: Option<OwnedFd>,
+    /// Both ends are sockets (recvmsg with SCM_RIGHTS, non-blocking send).
+    socket: bool,
+}
+
+impl Conn {
+    fn wr(&self) -> BorrowedFd<'_> {
+        self.wr.as_ref().unwrap_or(&self.rd).as_fd()
+    }
+
+    fn recv(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> nix::Result<usize> {
+        if self.socket {
+            recv_chunk(self.rd.as_raw_fd(), buf, fds)
+        } else {
+            nix::unistd::read(&self.rd, buf)
+        }
+    }
+
+    fn send(&self, data: &[u8]) -> nix::Result<usize> {
+        if self.socket {
+            send(
+                self.wr().as_raw_fd(),
+                data,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            )
+        } else {
+            nix::unistd::write(self.wr(), data)
+        }
+    }
+}
+
+fn is_socket(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
 fn spawn_client(
-    sock: OwnedFd,
+    conn: Conn,
     state: &Arc<ServerState>,
     backend: &Arc<dyn MachineControl>,
     registry: &Arc<Registry>,
@@ -493,7 +575,7 @@ fn spawn_client(
         .name("qmp-client".into())
         .stack_size(CLIENT_STACK)
         .spawn(move || {
-            client_loop(&sock, &client, session, &st, &b);
+            client_loop(&conn, &client, session, &st, &b);
             let mut clients = st.clients.lock().unwrap_or_else(|p| p.into_inner());
             clients.retain(|c| !Arc::ptr_eq(c, &client));
             st.active.fetch_sub(1, Ordering::SeqCst);
@@ -539,7 +621,7 @@ fn recv_chunk(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> nix::Result<
 }
 
 fn client_loop(
-    sock: &OwnedFd,
+    conn: &Conn,
     client: &Arc<Client>,
     mut session: Session,
     state: &ServerState,
@@ -568,41 +650,51 @@ fn client_loop(
                 break;
             }
         }
-        let mut flags = PollFlags::empty();
+        let mut rflags = PollFlags::empty();
+        let mut wflags = PollFlags::empty();
         if closing.is_none() && queued < READ_PAUSE_BYTES {
-            flags |= PollFlags::POLLIN;
+            rflags |= PollFlags::POLLIN;
         }
         if queued > 0 {
-            flags |= PollFlags::POLLOUT;
+            wflags |= PollFlags::POLLOUT;
         }
         let timeout = match closing {
             Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()))
                 .unwrap_or(PollTimeout::ZERO),
             None => PollTimeout::NONE,
         };
-        let (sock_ev, _wake_ev) = {
-            let mut fds = [
-                PollFd::new(sock.as_fd(), flags),
-                PollFd::new(client.wake_fd.as_fd(), PollFlags::POLLIN),
-            ];
+        let (read_ev, write_ev) = {
+            let mut fds = vec![PollFd::new(client.wake_fd.as_fd(), PollFlags::POLLIN)];
+            if conn.wr.is_some() {
+                fds.push(PollFd::new(conn.rd.as_fd(), rflags));
+                fds.push(PollFd::new(conn.wr(), wflags));
+            } else {
+                fds.push(PollFd::new(conn.rd.as_fd(), rflags | wflags));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,
             }
-            (
-                fds[0].revents().unwrap_or(PollFlags::empty()),
-                fds[1].revents().unwrap_or(PollFlags::empty()),
-            )
+            let ev = |i: usize| {
+                fds.get(i)
+                    .and_then(PollFd::revents)
+                    .unwrap_or(PollFlags::empty())
+            };
+            (ev(1), if conn.wr.is_some() { ev(2) } else { ev(1) })
         };
         let _ = client.wake_fd.read();
-        if sock_ev.contains(PollFlags::POLLOUT) && !flush_some(sock.as_raw_fd(), client) {
+        if write_ev.contains(PollFlags::POLLOUT) && !flush_some(conn, client) {
             break;
         }
+        if write_ev.contains(PollFlags::POLLERR) && conn.wr.is_some() {
+            break;
+        }
+        let sock_ev = read_ev;
         if sock_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
             && closing.is_none()
         {
             let mut new_fds = Vec::new();
-            let n = match recv_chunk(sock.as_raw_fd(), &mut buf, &mut new_fds) {
+            let n = match conn.recv(&mut buf, &mut new_fds) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
@@ -634,19 +726,21 @@ fn client_loop(
             break;
         }
     }
-    // SAFETY: shutdown on a valid socket fd touches no memory.
-    unsafe {
-        libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR);
+    if conn.socket && conn.wr.is_none() {
+        // SAFETY: shutdown on a valid socket fd touches no memory.
+        unsafe {
+            libc::shutdown(conn.rd.as_raw_fd(), libc::SHUT_RDWR);
+        }
     }
 }
 
 /// Writes queued output until the socket would block; false on a dead peer.
-fn flush_some(fd: RawFd, client: &Client) -> bool {
+fn flush_some(conn: &Conn, client: &Client) -> bool {
     let mut q = client.out.lock().unwrap_or_else(|p| p.into_inner());
     while !q.data.is_empty() {
         let (a, _) = q.data.as_slices();
         let chunk = &a[..a.len().min(READ_CHUNK)];
-        match send(fd, chunk, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL) {
+        match conn.send(chunk) {
             Ok(n) => {
                 q.data.drain(..n);
             }
