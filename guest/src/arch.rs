@@ -51,6 +51,7 @@ const USER_PORTS: &[(u16, u16)] = &[
     (0xa0, 2),    // PIC slave
     (0x3f8, 8),   // COM1
     (0x501, 4),   // debug exit
+    (0x505, 1),   // power button
 ];
 
 #[repr(C, packed)]

@@ -12,6 +12,7 @@ mod bootinfo;
 mod fb;
 mod input;
 mod mem;
+mod power;
 mod mmio;
 mod serial;
 mod shell;
@@ -39,6 +40,7 @@ extern "C" fn guest_main(bi: *const BootInfo) -> ! {
     // SAFETY: the VMM passes the identity-mapped boot-info page.
     let bi = unsafe { core::ptr::read_volatile(bi) };
     serial::init();
+    power::init();
     if bi.magic != bootinfo::MAGIC {
         serial::puts("bad boot info\r\n");
         arch::debug_exit(0xdead_0100);

@@ -126,6 +126,7 @@ pub fn dirty(bi: &BootInfo, mib: u64) {
             crate::print!("dirty: pass {}\r\n", pass);
             last = now;
         }
+        crate::power::poll();
         if arch::rx_pending() {
             while crate::serial::try_getc().is_some() {}
             crate::print!("dirty: stopped after {} passes\r\n", pass);

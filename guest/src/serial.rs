@@ -65,6 +65,7 @@ pub fn getc() -> u8 {
         if let Some(b) = try_getc() {
             return b;
         }
+        crate::power::poll();
         arch::wait_irq(seen);
     }
 }

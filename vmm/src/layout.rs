@@ -59,3 +59,9 @@ pub const I8042_CMD_PORT: u16 = 0x64;
 pub const I8042_IRQ: u32 = 1;
 /// Debug-exit port: a 32-bit write of `code` ends the VM with status `code`.
 pub const DEBUG_EXIT_PORT: u16 = 0x501;
+/// Power-button port: reading returns 1 once per press (then 0); writing 1
+/// powers the machine off (guest-initiated shutdown).
+pub const POWER_PORT: u16 = 0x505;
+/// Power-button interrupt (IRQ 13: unused legacy line, clear of the
+/// virtio GSIs 5..12).
+pub const POWER_IRQ: u32 = 13;

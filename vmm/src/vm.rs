@@ -45,6 +45,7 @@ use crate::boot::{self, BootError};
 use crate::chardev::CharBackend;
 use crate::devices::bus::{Bus, BusError, SharedDevice};
 use crate::devices::debug_exit::DebugExit;
+use crate::devices::power_button::PowerButton;
 use crate::devices::serial::{SerialDevice, SerialInput, SerialMigration, SharedBackend};
 use crate::layout;
 use crate::memory::{GuestRam, MemoryConfig, MemoryError};
@@ -319,6 +320,7 @@ struct VmInner {
     reset_hooks: Mutex<Vec<Box<dyn FnMut() + Send>>>,
     device_states: Mutex<Vec<(String, Arc<dyn DeviceState>)>>,
     serial: Option<Arc<Mutex<SerialDevice>>>,
+    power: Arc<Mutex<PowerButton>>,
     serial_backend: Option<SharedBackend>,
     serial_input: Mutex<Option<SerialInput>>,
     guest_reset: GuestResetAction,
@@ -524,6 +526,20 @@ impl Vm {
         lock_w(&pio).insert(u64::from(layout::DEBUG_EXIT_PORT), 4, dbg)?;
 
         let mut irqfds = Vec::new();
+        let power_evt = EventFd::new(libc::EFD_NONBLOCK)?;
+        kvm(
+            "KVM_IRQFD(power button)",
+            vm_fd.register_irqfd(&power_evt, layout::POWER_IRQ),
+        )?;
+        let vm_control = VmControl(req_tx.clone());
+        let power = Arc::new(Mutex::new(PowerButton::new(
+            power_evt.try_clone()?,
+            move || vm_control.request_shutdown(),
+        )));
+        irqfds.push(power_evt);
+        let shared: SharedDevice = power.clone();
+        lock_w(&pio).insert(u64::from(layout::POWER_PORT), 1, shared)?;
+
         let (serial, serial_backend) = match cfg.serial {
             Some(backend) => {
                 let evt = EventFd::new(libc::EFD_NONBLOCK)?;
@@ -596,6 +612,7 @@ impl Vm {
             reset_hooks: Mutex::new(Vec::new()),
             device_states: Mutex::new(Vec::new()),
             serial,
+            power,
             serial_backend,
             serial_input: Mutex::new(None),
             guest_reset: cfg.guest_reset,
@@ -674,13 +691,13 @@ impl Vm {
         self.inner.reset("host-qmp-system-reset")
     }
 
-    /// Power button. This platform has no ACPI, so there is nothing a guest
-    /// could intercept: emits `Powerdown`, then the machine powers off
-    /// (`Shutdown { reason: "guest-shutdown" }`), as a guest honouring the
-    /// button would.
+    /// Press the power button (`system_powerdown`): emits `Powerdown` and
+    /// interrupts the guest (see `devices::power_button`). A guest that
+    /// acts on it powers off (`Shutdown { reason: "guest-shutdown" }`); one
+    /// that ignores it keeps running, as in QEMU.
     pub fn request_powerdown(&self) {
         self.inner.emit(VmEvent::Powerdown);
-        self.inner.shutdown("guest-shutdown");
+        lock(&self.inner.power).press();
     }
 
     /// Stop the machine for good (`quit`: reason `host-qmp-quit`).
@@ -1071,6 +1088,7 @@ impl VmInner {
         if let Some(s) = &self.serial {
             lock(s).reset()?;
         }
+        lock(&self.power).reset();
         for h in lock(&self.reset_hooks).iter_mut() {
             h();
         }
@@ -1087,7 +1105,8 @@ impl VmInner {
 
     fn shutdown(&self, reason: &str) {
         let _g = lock(&self.ops);
-        self.stop_vcpus(RunState::Shutdown, true);
+        // QEMU sends SHUTDOWN without a STOP before it.
+        self.stop_vcpus(RunState::Shutdown, false);
         *lock(&self.state) = RunState::Shutdown;
         self.emit(VmEvent::Shutdown {
             reason: reason.to_string(),

@@ -273,3 +273,45 @@ fn vm_pause_resume_reset_hammered_from_threads() {
         .wait_for("bulkhead> ", mark, T)
         .expect("guest dead after the storm");
 }
+
+#[test]
+fn vm_powerdown_is_up_to_the_guest() {
+    // The built-in guest honours the button, at the prompt and while busy.
+    for busy in [false, true] {
+        let (vm, serial, rx, at) = boot_to_prompt(1);
+        if busy {
+            serial.send(b"dirty 1\r").unwrap();
+            serial.wait_for("dirty: 1 MiB", at, T).unwrap();
+        }
+        vm.request_powerdown();
+        assert_eq!(next_event(&rx), VmEvent::Powerdown);
+        assert_eq!(
+            next_event(&rx),
+            VmEvent::Shutdown {
+                reason: "guest-shutdown".into()
+            }
+        );
+        assert_eq!(vm.run_state(), RunState::Shutdown);
+        serial
+            .wait_for("power button pressed: powering off", at, T)
+            .unwrap();
+    }
+    // A guest that ignores it keeps running (jmp $).
+    let code = std::sync::Arc::new(vec![0xeb, 0xfe]);
+    let cfg = VmConfig {
+        boot: vmm::vm::Boot::Raw {
+            gpa: 0x10_0000,
+            bytes: code,
+            entry: 0x10_0000,
+        },
+        ..VmConfig::builtin(32 << 20, Box::new(vmm::chardev::null::NullBackend))
+    };
+    let vm = Vm::new(cfg).unwrap();
+    let rx = vm.subscribe();
+    vm.start().unwrap();
+    assert_eq!(next_event(&rx), VmEvent::Resume);
+    vm.request_powerdown();
+    assert_eq!(next_event(&rx), VmEvent::Powerdown);
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(vm.run_state(), RunState::Running);
+}

@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod debug_exit;
+pub mod power_button;
 pub mod serial;
 pub mod virtio;
 pub mod i8042;
