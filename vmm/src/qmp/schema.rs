@@ -170,7 +170,8 @@ pub fn check_value(v: &Value, ty: &Ty, path: &str, name: &str) -> Result<(), Qmp
         Ty::Array(elem) => match v.as_array() {
             Some(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    check_value(item, elem, &format!("{path}[{i}]"), name)?;
+                    // QEMU names list elements "null" in its enum error.
+                    check_value(item, elem, &format!("{path}[{i}]"), "null")?;
                 }
                 Ok(())
             }
