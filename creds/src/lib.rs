@@ -19,10 +19,10 @@ pub mod testpki;
 pub mod wire;
 pub mod x509;
 
-/// Re-exported so users name the same `Zeroizing` type as `SecretSpec::data`.
-pub use zeroize;
 /// The rustls the configurations are built for.
 pub use rustls;
+/// Re-exported so users name the same `Zeroizing` type as `SecretSpec::data`.
+pub use zeroize;
 
 pub use authz::{Authz, AuthzList, ListFile, Policy, Rule, RuleFormat};
 pub use secret::{Secret, SecretError, SecretFormat, SecretSpec};
