@@ -28,6 +28,8 @@ use crate::qmp::MachineControl;
 
 /// Longest accepted command line (QEMU's readline buffer is 4 KiB).
 pub const MAX_LINE: usize = 4096;
+/// Most HMP socket clients served at once.
+pub const MAX_CLIENTS: usize = 16;
 
 /// The banner printed on connect.
 pub fn banner() -> String {
@@ -152,6 +154,14 @@ impl HmpServer {
                             continue;
                         }
                         let Ok(sock) = l.accept() else { continue };
+                        {
+                            let mut c = cl.lock().unwrap_or_else(|p| p.into_inner());
+                            c.retain(|(_, t)| !t.is_finished());
+                            if c.len() >= MAX_CLIENTS {
+                                tracing::warn!("HMP: too many clients, closing new connection");
+                                continue;
+                            }
+                        }
                         let (Ok(rd), Ok(wr), Ok(keep)) =
                             (sock.try_clone(), sock.try_clone(), sock.try_clone())
                         else {
