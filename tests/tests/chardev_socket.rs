@@ -412,22 +412,14 @@ fn refused_clients_never_disturb_the_next_one() {
     );
 }
 
-/// Client mode against gnutls-serv (mutual TLS): the guest's output arrives
-/// at the server.
-#[test]
-fn client_mode_reaches_gnutls_serv() {
-    if !peers_ok(&["gnutls-serv"]) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    make_pki(&pki, false);
-    let port = free_port();
-    // stdbuf: gnutls-serv prints what it receives with stdio, which is
-    // block-buffered on a pipe.
+/// `gnutls-serv --echo` (mutual TLS) on `port`, and what it receives
+/// (it reports `received cmd: ...` on stderr; stdbuf because its stdio is
+/// block-buffered on a pipe). Waits until it listens.
+fn gnutls_serv(pki: &Path, port: u16) -> (Child, Captured) {
     let mut serv = Command::new("stdbuf")
         .args([
             "-oL",
+            "-eL",
             "gnutls-serv",
             "--echo",
             "--require-client-cert",
@@ -445,13 +437,24 @@ fn client_mode_reaches_gnutls_serv() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("gnutls-serv");
-    // It reports what it receives ("received cmd: ...") on stderr.
     let out = Captured::spawn_reader(serv.stderr.take().unwrap());
-    let deadline = Instant::now() + T;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gnutls-serv did not listen");
-        std::thread::sleep(Duration::from_millis(50));
+    out.wait_for("listening on IPv4", T).unwrap();
+    (serv, out)
+}
+
+/// Client mode against gnutls-serv (mutual TLS): the guest's output arrives
+/// at the server; when the server goes away the chardev reconnects
+/// (`reconnect=1`) to its successor.
+#[test]
+fn client_mode_reaches_gnutls_serv_and_reconnects() {
+    if !peers_ok(&["gnutls-serv"]) {
+        return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    make_pki(&pki, false);
+    let port = free_port();
+    let (mut serv, out) = gnutls_serv(&pki, port);
     // -S: connect first, then let the guest boot and print its banner.
     let mut vm = start_vm(&[
         "-S".into(),
@@ -470,8 +473,20 @@ fn client_mode_reaches_gnutls_serv() {
     vm.qmp.execute("cont", json!({})).unwrap();
     out.wait_for("Bulkhead test guest", T)
         .unwrap_or_else(|e| panic!("{e}; log:\n{}", vm.p.log.text()));
+    // (The echo server sends the banner back as typed input; the guest's
+    // answers go round until the server stops.)
     let _ = serv.kill();
     let _ = serv.wait();
+    vm.wait_filename("c0", false);
+
+    let (mut serv2, out2) = gnutls_serv(&pki, port);
+    vm.wait_filename("c0", true);
+    // A reset makes the guest print its banner again, to the new server.
+    vm.qmp.execute("system_reset", json!({})).unwrap();
+    out2.wait_for("Bulkhead test guest", T)
+        .unwrap_or_else(|e| panic!("after reconnect: {e}; log:\n{}", vm.p.log.text()));
+    let _ = serv2.kill();
+    let _ = serv2.wait();
     assert!(vm.running());
 }
 
@@ -662,4 +677,49 @@ fn chardev_add_tls_socket_at_run_time() {
         generic("Chardev 's1' not found")
     );
     assert!(vm.running());
+}
+
+/// `wait=on`: start-up blocks (no monitor yet, guest not started) until
+/// the first client passes TLS; then everything proceeds.
+#[test]
+fn wait_on_holds_start_up_until_a_client_connects() {
+    if !peers_ok(&["gnutls-cli"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    make_pki(&pki, false);
+    let port = free_port();
+    let qmp_path = dir.path().join("qmp.sock");
+    let args = [
+        "-nodefaults".to_string(),
+        "-object".into(),
+        format!(
+            "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=on",
+            pki.display()
+        ),
+        "-chardev".into(),
+        format!("socket,id=s0,host=127.0.0.1,port={port},server=on,wait=on,tls-creds=tls0"),
+        "-serial".into(),
+        "chardev:s0".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", qmp_path.display()),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = BulkheadProcess::start(&refs).unwrap();
+    p.log
+        .wait_for(
+            &format!("QEMU waiting for connection on: disconnected:tcp:127.0.0.1:{port},server=on"),
+            T,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !qmp_path.exists(),
+        "the monitor must wait for the client too"
+    );
+    good_client(&pki, port, "waited").unwrap();
+    let mut qmp = QmpClient::connect(&qmp_path, T).unwrap();
+    let r = qmp.execute("query-status", json!({})).unwrap();
+    assert_eq!(r["return"]["status"], "running", "{r}");
 }
