@@ -722,4 +722,28 @@ fn wait_on_holds_start_up_until_a_client_connects() {
     let mut qmp = QmpClient::connect(&qmp_path, T).unwrap();
     let r = qmp.execute("query-status", json!({})).unwrap();
     assert_eq!(r["return"]["status"], "running", "{r}");
+
+    // Nobody connects: SIGTERM still ends the waiting start-up.
+    let port2 = free_port().to_string();
+    let args2: Vec<String> = args
+        .iter()
+        .map(|a| a.replace(&format!("port={port},"), &format!("port={port2},")))
+        .filter(|a| !a.contains("qmp.sock"))
+        .collect();
+    let refs2: Vec<&str> = args2
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "-qmp")
+        .collect();
+    let mut p2 = BulkheadProcess::start(&refs2).unwrap();
+    p2.log
+        .wait_for("QEMU waiting for connection on:", T)
+        .unwrap();
+    // SAFETY: kill(2) of the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(p2.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let st = p2.wait_exit(Duration::from_secs(5)).unwrap();
+    assert!(!st.success(), "{st:?}");
 }

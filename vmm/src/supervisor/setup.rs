@@ -8,6 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -49,6 +50,22 @@ pub fn block_termination_signals() -> Result<SignalSet> {
             bail!("pthread_sigmask: {}", std::io::Error::from_raw_os_error(rc));
         }
         Ok(SignalSet(set))
+    }
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP is pending (they are blocked until
+/// [`forward_signals`] runs).
+fn termination_pending() -> bool {
+    // SAFETY: sigpending fills a local, zero-initialised sigset_t;
+    // sigismember only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut set) != 0 {
+            return false;
+        }
+        [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+            .iter()
+            .any(|&s| libc::sigismember(&set, s) == 1)
     }
 }
 
@@ -268,7 +285,17 @@ impl Chardevs {
                     if wait {
                         let name = sockets.with(id, |c| c.filename()).unwrap_or_default();
                         eprintln!("bulkhead: QEMU waiting for connection on: {name}");
-                        sockets.with(id, |c| c.wait_connected(None));
+                        // In slices, so a termination signal (blocked in
+                        // every thread, served later by `forward_signals`)
+                        // still ends a start-up nobody connects to.
+                        while !sockets
+                            .with(id, |c| c.wait_connected(Some(Duration::from_millis(200))))
+                            .unwrap_or(true)
+                        {
+                            if termination_pending() {
+                                bail!("chardev '{id}': terminated while waiting for a connection");
+                            }
+                        }
                     }
                     continue;
                 }
