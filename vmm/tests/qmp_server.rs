@@ -462,6 +462,12 @@ fn qmp_commands_reach_the_backend() {
     assert_eq!(r, json!({"return": {}}));
     let r = c.cmd(r#"{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"a"}]}}"#);
     assert_eq!(r, json!({"return": {}}));
+    // Like QEMU: no input while the VM is not running.
+    let r = c.cmd(r#"{"execute":"input-send-event","arguments":{"events":[]}}"#);
+    assert_eq!(r, err("GenericError", "VM not running"));
+    c.send(r#"{"execute":"cont"}"#);
+    assert_eq!(c.recv()["event"], "RESUME");
+    assert_eq!(c.recv(), json!({"return": {}}));
     let r = c.cmd(r#"{"execute":"input-send-event","arguments":{"events":[{"type":"abs","data":{"axis":"x","value":100}},{"type":"btn","data":{"down":true,"button":"left"}},{"type":"key","data":{"down":false,"key":{"type":"qcode","data":"ret"}}}]}}"#);
     assert_eq!(r, json!({"return": {}}));
     let r = c.cmd(r#"{"execute":"input-send-event","arguments":{"device":"x","events":[]}}"#);

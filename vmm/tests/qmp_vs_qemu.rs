@@ -128,6 +128,7 @@ fn qmp_replies_match_real_qemu() {
         r#"{"execute":"send-key","arguments":{"keys":[],"hold-time":1.5}}"#,
         r#"{"execute":"input-send-event","arguments":{"events":[{"type":"abs","data":{"axis":"x"}}]}}"#,
         r#"{"execute":"query-status","arguments":{"a":1}}"#,
+        r#"{"execute":"input-send-event","arguments":{"events":[]}}"#,
         r#"{"execute":"query-status","id":1,"id":2}"#,
         r#"{"execute":"closefd","arguments":{"fdname":"x"}}"#,
         r#"{"execute":"getfd","arguments":{"fdname":"x"}}"#,

@@ -270,7 +270,10 @@ pub trait MachineControl: Send + Sync {
     fn screendump(&self, device: Option<&str>, head: Option<u32>) -> Result<Screenshot, QmpError>;
     /// Press the keys in order, hold them `hold_time_ms`, release in reverse.
     fn send_key(&self, keys: &[KeyValue], hold_time_ms: u32) -> Result<(), QmpError>;
-    /// Inject input events (to the console `device`/`head` if given).
+    /// Inject input events (to the console `device`/`head` if given). The
+    /// command layer already answers "VM not running" when no `device` is
+    /// named; with a `device`, resolve it first (DeviceNotFound), then
+    /// refuse with "VM not running" unless running, as QEMU does.
     fn input_send_event(
         &self,
         device: Option<&str>,

@@ -145,6 +145,11 @@ fn input_send_event(ctx: &mut Ctx<'_>, args: Map<String, Value>) -> Result<Value
         .map(|a| a.iter().map(input_event).collect::<Result<Vec<_>, _>>())
         .transpose()?
         .unwrap_or_default();
+    // QEMU refuses input while the guest cannot take it; with a `device`
+    // the backend first resolves it (DeviceNotFound wins, as in QEMU).
+    if device.is_none() && !ctx.backend.query_status().is_running() {
+        return Err(QmpError::generic("VM not running"));
+    }
     ctx.backend.input_send_event(device, head, &events)?;
     Ok(empty())
 }
