@@ -80,6 +80,29 @@ impl ServiceHandler<Chardev> for Handler {
     }
 
     fn on_message(&self, msg: ChardevToCore, _link: &ServiceLink<Chardev>) -> Result<(), String> {
+        self.handle(msg)
+    }
+
+    fn on_ready(&self, _link: &ServiceLink<Chardev>) {
+        self.shared.reset();
+    }
+
+    fn on_exit(&self) {
+        self.shared.reset();
+    }
+
+    fn broker(&self) -> Broker {
+        match &self.role {
+            HandlerRole::Server { .. } => Broker::default(),
+            HandlerRole::Client { addr, .. } => Broker::new(vec![Grant::Connect(addr.clone())]),
+        }
+    }
+}
+
+impl Handler {
+    /// One (untrusted) message from the service. `Err` is a protocol
+    /// violation: the manager kills and restarts the service.
+    pub(super) fn handle(&self, msg: ChardevToCore) -> Result<(), String> {
         let sh = &self.shared;
         match msg {
             ChardevToCore::Data(bytes) => {
@@ -123,20 +146,5 @@ impl ServiceHandler<Chardev> for Handler {
             | ChardevToCore::Broker(_) => {}
         }
         Ok(())
-    }
-
-    fn on_ready(&self, _link: &ServiceLink<Chardev>) {
-        self.shared.reset();
-    }
-
-    fn on_exit(&self) {
-        self.shared.reset();
-    }
-
-    fn broker(&self) -> Broker {
-        match &self.role {
-            HandlerRole::Server { .. } => Broker::default(),
-            HandlerRole::Client { addr, .. } => Broker::new(vec![Grant::Connect(addr.clone())]),
-        }
     }
 }
