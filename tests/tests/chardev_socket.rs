@@ -740,10 +740,53 @@ fn wait_on_holds_start_up_until_a_client_connects() {
         .wait_for("QEMU waiting for connection on:", T)
         .unwrap();
     // SAFETY: kill(2) of the child this test started.
-    assert_eq!(
-        unsafe { libc::kill(p2.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    let rc = unsafe { libc::kill(p2.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     let st = p2.wait_exit(Duration::from_secs(5)).unwrap();
     assert!(!st.success(), "{st:?}");
 }
+
+/// `-serial tcp:...` and `-serial unix:...` shorthands without TLS: the
+/// same service, plain byte streams.
+#[test]
+fn serial_tcp_and_unix_shorthands_work_without_tls() {
+    if !peers_ok(&[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sock = dir.path().join("serial.sock");
+    for (i, serial) in [
+        format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+        format!("unix:{},server=on,wait=off", sock.display()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut vm = start_vm(&["-serial".into(), serial.clone()]);
+        vm.wait_filename("serial0", false);
+        let mut s: Box<dyn ReadWrite> = if i == 0 {
+            let t = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            t.set_read_timeout(Some(T)).unwrap();
+            Box::new(t)
+        } else {
+            let u = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            u.set_read_timeout(Some(T)).unwrap();
+            Box::new(u)
+        };
+        vm.wait_filename("serial0", true);
+        s.write_all(b"echo shorthand\r").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + T;
+        while !String::from_utf8_lossy(&got).contains("\nshorthand") {
+            assert!(Instant::now() < deadline, "{serial}: got {got:?}");
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{serial}: closed; got {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
