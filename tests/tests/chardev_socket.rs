@@ -785,6 +785,11 @@ fn serial_tcp_and_unix_shorthands_work_without_tls() {
             assert!(n > 0, "{serial}: closed; got {got:?}");
             got.extend_from_slice(&buf[..n]);
         }
+        if i == 1 {
+            vm.qmp.execute("quit", json!({})).unwrap();
+            vm.p.wait_exit(T).unwrap();
+            assert!(!sock.exists(), "the unix socket file is removed at exit");
+        }
     }
 }
 

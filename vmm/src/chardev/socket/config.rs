@@ -70,6 +70,18 @@ pub fn address_text(s: &SocketSpec) -> String {
 }
 
 impl SocketConfig {
+    /// The socket file of a unix listener (`unix:PATH,server=on`).
+    pub fn unix_listener_path(&self) -> Option<PathBuf> {
+        match &self.role {
+            Role::Server { .. } => self
+                .address
+                .strip_prefix("unix:")
+                .and_then(|a| a.strip_suffix(",server=on"))
+                .map(PathBuf::from),
+            Role::Client { .. } => None,
+        }
+    }
+
     /// Builds the configuration (binding the listener in server mode).
     /// Errors are QEMU-style messages without the `chardev 'id':` prefix.
     pub fn new(

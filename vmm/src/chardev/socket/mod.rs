@@ -125,6 +125,8 @@ pub struct SocketChardev {
     shared: Arc<Shared>,
     handle: Arc<ServiceHandle<Chardev>>,
     config_logfile: Option<config::LogFile>,
+    /// A unix listener's path, removed when the chardev stops (as QEMU).
+    unix_path: Option<std::path::PathBuf>,
 }
 
 impl SocketChardev {
@@ -145,6 +147,7 @@ impl SocketChardev {
             link: Mutex::new(None),
         });
         let logfile = cfg.logfile.clone();
+        let unix_path = cfg.unix_listener_path();
         let handler = Arc::new(Handler::new(shared.clone(), cfg));
         let handle = services
             .start::<Chardev, _>(&shared.id, handler)
@@ -154,6 +157,7 @@ impl SocketChardev {
             shared,
             handle,
             config_logfile: logfile,
+            unix_path,
         })
     }
 
@@ -216,9 +220,13 @@ impl SocketChardev {
         true
     }
 
-    /// Stops the service (idempotent).
+    /// Stops the service and removes a unix listener's socket file
+    /// (idempotent).
     pub fn stop(&self) {
         self.handle.stop();
+        if let Some(p) = &self.unix_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
