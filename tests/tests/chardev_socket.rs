@@ -655,6 +655,32 @@ fn chardev_add_tls_socket_at_run_time() {
         "{r}"
     );
 
+    // HMP chardev-add / chardev-remove take the -chardev syntax.
+    let p3 = free_port();
+    let hmp = |vm: &mut Vm, line: String| -> String {
+        let r = vm
+            .qmp
+            .execute("human-monitor-command", json!({"command-line": line}))
+            .unwrap();
+        r["return"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_owned()
+    };
+    assert_eq!(
+        hmp(
+            &mut vm,
+            format!("chardev-add socket,id=h1,host=127.0.0.1,port={p3},server=on,wait=off")
+        ),
+        ""
+    );
+    assert_eq!(
+        vm.wait_filename("h1", false),
+        format!("disconnected:tcp:127.0.0.1:{p3},server=on")
+    );
+    assert_eq!(hmp(&mut vm, "chardev-remove h1".into()), "");
+    assert!(vm.chardev("h1").is_none());
+
     let r = vm
         .qmp
         .execute("chardev-remove", json!({"id": "s1"}))

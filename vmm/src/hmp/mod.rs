@@ -69,6 +69,8 @@ impl HmpCommand {
 
 /// Top-level commands, sorted as `help` prints them.
 pub const COMMANDS: &[HmpCommand] = &[
+    HmpCommand { names: "chardev-add", params: "args", help: "add chardev", run: chardev_add },
+    HmpCommand { names: "chardev-remove", params: "id", help: "remove chardev", run: chardev_remove },
     HmpCommand { names: "closefd", params: "closefd name", help: "close a file descriptor previously passed via SCM rights", run: closefd },
     HmpCommand { names: "cont|c", params: "", help: "resume emulation", run: cont },
     HmpCommand { names: "getfd", params: "getfd name", help: "receive a file descriptor via SCM rights and assign it a name", run: getfd },
@@ -413,6 +415,29 @@ fn object_add(ctx: &mut Ctx<'_>, args: &[&str]) -> Result<String, HmpError> {
         crate::cli::object::parse_object(spec).map_err(|e| HmpError::Qmp(QmpError::generic(e)))?;
     ctx.backend.object_add(obj)?;
     Ok(String::new())
+}
+
+/// `chardev-add socket,id=s1,host=...,port=...` (the `-chardev` syntax).
+fn chardev_add(ctx: &mut Ctx<'_>, args: &[&str]) -> Result<String, HmpError> {
+    let (&spec, rest) = args.split_first().ok_or(HmpError::Expected("args"))?;
+    if !rest.is_empty() {
+        return Err(HmpError::Extraneous);
+    }
+    let spec = crate::cli::chardev::parse_chardev(spec)
+        .map_err(|e| HmpError::Qmp(QmpError::generic(e)))?;
+    ctx.backend.chardev_add(spec)?;
+    Ok(String::new())
+}
+
+fn chardev_remove(ctx: &mut Ctx<'_>, args: &[&str]) -> Result<String, HmpError> {
+    match args {
+        [] => Err(HmpError::Expected("id")),
+        [id] => {
+            call(ctx, "chardev-remove", json!({ "id": id }))?;
+            Ok(String::new())
+        }
+        _ => Err(HmpError::Extraneous),
+    }
 }
 
 fn object_del(ctx: &mut Ctx<'_>, args: &[&str]) -> Result<String, HmpError> {
