@@ -190,6 +190,11 @@ pub fn spec_from_args(args: &Map<String, Value>) -> Result<ChardevSpec, QmpError
         }
     };
     let server = flag(data, "server", true);
+    if !server && data.contains_key("wait") {
+        return Err(QmpError::generic(
+            "'wait' option is incompatible with socket in client connect mode",
+        ));
+    }
     let reconnect = match data.get("reconnect") {
         None => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
@@ -291,6 +296,10 @@ mod tests {
             (
                 sock(json!({"addr": inet, "reconnect": 1})),
                 "'reconnect' option is incompatible with socket in server listen mode",
+            ),
+            (
+                sock(json!({"addr": inet, "server": false, "wait": false})),
+                "'wait' option is incompatible with socket in client connect mode",
             ),
             (
                 sock(json!({"addr": inet, "tls-authz": "a"})),
