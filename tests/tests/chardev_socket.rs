@@ -821,3 +821,47 @@ fn serial_tcp_and_unix_shorthands_work_without_tls() {
 
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
+
+/// Client mode without `reconnect=`: a peer that is not there is a start-up
+/// error (and a `chardev-add` error), as in QEMU.
+#[test]
+fn client_mode_without_reconnect_fails_when_nobody_listens() {
+    if !peers_ok(&[]) {
+        return;
+    }
+    let port = free_port();
+    let mut p = BulkheadProcess::start(&[
+        "-nodefaults",
+        "-chardev",
+        &format!("socket,id=c0,host=127.0.0.1,port={port},server=off"),
+        "-serial",
+        "chardev:c0",
+    ])
+    .unwrap();
+    let st = p.wait_exit(T).unwrap();
+    assert!(!st.success());
+    p.log
+        .wait_for(
+            &format!("chardev 'c0': Failed to connect to '127.0.0.1:{port}'"),
+            T,
+        )
+        .unwrap();
+
+    let mut vm = start_vm(&[]);
+    let r = vm
+        .qmp
+        .execute(
+            "chardev-add",
+            json!({"id": "c1", "backend": {"type": "socket", "data": {
+                "addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": port.to_string()}},
+                "server": false}}}),
+        )
+        .unwrap();
+    let desc = r["error"]["desc"].as_str().unwrap_or_default();
+    assert!(
+        desc.starts_with(&format!("Failed to connect to '127.0.0.1:{port}'")),
+        "{r}"
+    );
+    assert!(vm.chardev("c1").is_none());
+    assert!(vm.running());
+}

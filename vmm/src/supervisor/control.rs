@@ -301,9 +301,7 @@ impl MachineControl for Control {
         });
         let conf = SocketConfig::new(id, sock, logfile, &lock(&self.objects))
             .map_err(QmpError::generic)?;
-        self.sockets
-            .add(conf)
-            .map_err(|e| QmpError::generic(format!("cannot start svc-chardev: {e}")))?;
+        self.sockets.add(conf).map_err(QmpError::generic)?;
         Ok(serde_json::json!({}))
     }
 

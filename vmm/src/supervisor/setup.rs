@@ -281,7 +281,7 @@ impl Chardevs {
                     let wait = matches!(conf.role, SocketRole::Server { wait: true, .. });
                     sockets
                         .add(conf)
-                        .with_context(|| format!("chardev '{id}': cannot start svc-chardev"))?;
+                        .map_err(|e| anyhow!("chardev '{id}': {e}"))?;
                     if wait {
                         let name = sockets.with(id, |c| c.filename()).unwrap_or_default();
                         eprintln!("bulkhead: QEMU waiting for connection on: {name}");

@@ -88,6 +88,7 @@ impl ServiceHandler<Chardev> for Handler {
     }
 
     fn on_exit(&self) {
+        self.shared.lock().exits += 1;
         self.shared.reset();
     }
 

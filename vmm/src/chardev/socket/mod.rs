@@ -82,6 +82,8 @@ struct Flow {
     client: Option<(String, Option<String>)>,
     /// Connections refused so far (TLS, authz, plaintext, timeout).
     rejected: u64,
+    /// Times the service process went away.
+    exits: u64,
 }
 
 pub(crate) struct Shared {
@@ -141,6 +143,7 @@ impl SocketChardev {
                 input: Default::default(),
                 client: None,
                 rejected: 0,
+                exits: 0,
             }),
             changed: Condvar::new(),
             input_event: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
@@ -220,6 +223,34 @@ impl SocketChardev {
         true
     }
 
+    /// Client mode without `reconnect=`: QEMU fails (start-up or
+    /// `chardev-add`) when the connection cannot be made. Waits for the
+    /// first connection, or for the service to give up (it exits after
+    /// reporting `StartupFailed`), up to `timeout`.
+    pub fn wait_first_connection(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut f = self.shared.lock();
+        let exits = f.exits;
+        loop {
+            if f.client.is_some() {
+                return Ok(());
+            }
+            if f.exits != exits {
+                return Err("the connection failed (see the log for the reason)".into());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("no connection within the time limit".into());
+            }
+            f = self
+                .shared
+                .changed
+                .wait_timeout(f, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Stops the service and removes a unix listener's socket file
     /// (idempotent).
     pub fn stop(&self) {
@@ -254,6 +285,7 @@ impl Harness {
                 input: Default::default(),
                 client: None,
                 rejected: 0,
+                exits: 0,
             }),
             changed: Condvar::new(),
             input_event: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,

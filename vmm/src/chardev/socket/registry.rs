@@ -8,7 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::qmp::backend::ChardevInfo;
 use crate::services::ServiceManager;
 
+use super::config::Role;
 use super::{SocketBackend, SocketChardev, SocketConfig};
+
+/// How long a client-mode chardev without `reconnect=` may take to connect
+/// (brokered connect plus TLS handshake).
+const FIRST_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
 struct Entry {
     dev: SocketChardev,
@@ -40,10 +45,28 @@ impl SocketChardevs {
         &self.services
     }
 
-    /// Starts a socket chardev's service.
-    pub fn add(&self, cfg: SocketConfig) -> std::io::Result<()> {
+    /// Starts a socket chardev's service. In client mode without
+    /// `reconnect=` the first connection must succeed, as in QEMU.
+    pub fn add(&self, cfg: SocketConfig) -> Result<(), String> {
         let id = cfg.id.clone();
-        let dev = SocketChardev::start(&self.services, cfg)?;
+        let must_connect = match &cfg.role {
+            Role::Client {
+                addr,
+                reconnect_secs: 0,
+            } => Some(match addr {
+                ipc::SocketAddress::Tcp { host, port } => format!("{host}:{port}"),
+                ipc::SocketAddress::Unix { path } => path.clone(),
+            }),
+            _ => None,
+        };
+        let dev = SocketChardev::start(&self.services, cfg)
+            .map_err(|e| format!("cannot start svc-chardev: {e}"))?;
+        if let Some(target) = must_connect {
+            if let Err(why) = dev.wait_first_connection(FIRST_CONNECT_TIMEOUT) {
+                dev.stop();
+                return Err(format!("Failed to connect to '{target}': {why}"));
+            }
+        }
         self.lock().insert(
             id,
             Entry {
