@@ -590,7 +590,7 @@ fn chardev_add_tls_socket_at_run_time() {
     let generic = |d: &str| ("GenericError".to_owned(), d.to_owned());
     assert_eq!(
         err(vm.qmp.execute("chardev-add", add.clone()).unwrap()),
-        generic("attempt to add duplicate property 's1' to object (type 'container')")
+        generic("Chardev with id 's1' already exists")
     );
     assert_eq!(
         err(vm.qmp.execute("chardev-add", json!({"id": "x"})).unwrap()),
@@ -617,7 +617,7 @@ fn chardev_add_tls_socket_at_run_time() {
                 "tls-creds": "nosuch"}}})
             )
             .unwrap()),
-        generic("No TLS credentials with id 'nosuch'")
+        generic("Failed to add chardev 'x': No TLS credentials with id 'nosuch'")
     );
     assert_eq!(
         err(vm
@@ -859,7 +859,9 @@ fn client_mode_without_reconnect_fails_when_nobody_listens() {
         .unwrap();
     let desc = r["error"]["desc"].as_str().unwrap_or_default();
     assert!(
-        desc.starts_with(&format!("Failed to connect to '127.0.0.1:{port}'")),
+        desc.starts_with(&format!(
+            "Failed to add chardev 'c1': Failed to connect to '127.0.0.1:{port}'"
+        )),
         "{r}"
     );
     assert!(vm.chardev("c1").is_none());

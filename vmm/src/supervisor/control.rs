@@ -287,21 +287,21 @@ impl MachineControl for Control {
         let id = spec.id.as_str();
         if self.chardevs.iter().any(|c| c.label == id) || self.sockets.contains(id) {
             return Err(QmpError::generic(format!(
-                "attempt to add duplicate property '{id}' to object (type 'container')"
+                "Chardev with id '{id}' already exists"
             )));
         }
+        let fail = |msg: String| QmpError::generic(format!("Failed to add chardev '{id}': {msg}"));
         let ChardevBackend::Socket(sock) = &spec.backend else {
-            return Err(QmpError::generic(
-                "chardev-add: only socket chardevs can be added by this build",
+            return Err(fail(
+                "only socket chardevs can be added by this build".into(),
             ));
         };
         let logfile = spec.logfile.as_ref().map(|p| LogFile {
             path: p.clone(),
             append: spec.logappend,
         });
-        let conf = SocketConfig::new(id, sock, logfile, &lock(&self.objects))
-            .map_err(QmpError::generic)?;
-        self.sockets.add(conf).map_err(QmpError::generic)?;
+        let conf = SocketConfig::new(id, sock, logfile, &lock(&self.objects)).map_err(fail)?;
+        self.sockets.add(conf).map_err(fail)?;
         Ok(serde_json::json!({}))
     }
 

@@ -141,14 +141,16 @@ fn text<'a>(o: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 /// Turns schema-checked `chardev-add` arguments into a [`ChardevSpec`].
 pub fn spec_from_args(args: &Map<String, Value>) -> Result<ChardevSpec, QmpError> {
     let id = req_str(args, "id")?.to_owned();
+    // QEMU's qmp_chardev_add prefixes the backend's own errors.
+    let fail = |msg: String| QmpError::generic(format!("Failed to add chardev '{id}': {msg}"));
     let backend = args
         .get("backend")
         .and_then(Value::as_object)
         .ok_or_else(|| QmpError::missing("backend"))?;
     let kind = text(backend, "type").unwrap_or_default();
     if kind != "socket" {
-        return Err(QmpError::generic(format!(
-            "chardev-add: backend type '{kind}' is not supported by this build (socket only)"
+        return Err(fail(format!(
+            "backend type '{kind}' is not supported by this build (socket only)"
         )));
     }
     let data = backend
@@ -168,7 +170,7 @@ pub fn spec_from_args(args: &Map<String, Value>) -> Result<ChardevSpec, QmpError
             let host = text(addr_data, "host").unwrap_or_default().to_owned();
             let port_text = text(addr_data, "port").unwrap_or_default();
             let port = port_text.parse::<u16>().map_err(|_| {
-                QmpError::generic(format!(
+                fail(format!(
                     "address resolution failed for {host}:{port_text}: \
                      Servname not supported for ai_socktype"
                 ))
@@ -177,22 +179,22 @@ pub fn spec_from_args(args: &Map<String, Value>) -> Result<ChardevSpec, QmpError
         }
         "unix" => {
             if flag(addr_data, "abstract", false) {
-                return Err(QmpError::generic(
-                    "abstract unix sockets are not supported by this build",
+                return Err(fail(
+                    "abstract unix sockets are not supported by this build".into(),
                 ));
             }
             SocketAddr::Unix(PathBuf::from(text(addr_data, "path").unwrap_or_default()))
         }
         other => {
-            return Err(QmpError::generic(format!(
-                "chardev-add: '{other}' socket addresses are not supported by this build"
+            return Err(fail(format!(
+                "'{other}' socket addresses are not supported by this build"
             )))
         }
     };
     let server = flag(data, "server", true);
     if !server && data.contains_key("wait") {
-        return Err(QmpError::generic(
-            "'wait' option is incompatible with socket in client connect mode",
+        return Err(fail(
+            "'wait' option is incompatible with socket in client connect mode".into(),
         ));
     }
     let reconnect = match data.get("reconnect") {
@@ -203,21 +205,21 @@ pub fn spec_from_args(args: &Map<String, Value>) -> Result<ChardevSpec, QmpError
     }
     .filter(|&r| r > 0);
     if server && reconnect.is_some() {
-        return Err(QmpError::generic(
-            "'reconnect' option is incompatible with socket in server listen mode",
+        return Err(fail(
+            "'reconnect' option is incompatible with socket in server listen mode".into(),
         ));
     }
     let tls_creds = text(data, "tls-creds").map(str::to_owned);
     let tls_authz = text(data, "tls-authz").map(str::to_owned);
     if tls_authz.is_some() && tls_creds.is_none() {
-        return Err(QmpError::generic(
-            "'tls_authz' option requires 'tls_creds' option",
+        return Err(fail(
+            "'tls_authz' option requires 'tls_creds' option".into(),
         ));
     }
     for unsupported in ["tn3270", "websocket"] {
         if flag(data, unsupported, false) {
-            return Err(QmpError::generic(format!(
-                "chardev-add: {unsupported}=on is not supported by this build"
+            return Err(fail(format!(
+                "{unsupported}=on is not supported by this build"
             )));
         }
     }
@@ -295,15 +297,17 @@ mod tests {
             ),
             (
                 sock(json!({"addr": inet, "reconnect": 1})),
-                "'reconnect' option is incompatible with socket in server listen mode",
+                "Failed to add chardev 'x': \
+                 'reconnect' option is incompatible with socket in server listen mode",
             ),
             (
                 sock(json!({"addr": inet, "server": false, "wait": false})),
-                "'wait' option is incompatible with socket in client connect mode",
+                "Failed to add chardev 'x': \
+                 'wait' option is incompatible with socket in client connect mode",
             ),
             (
                 sock(json!({"addr": inet, "tls-authz": "a"})),
-                "'tls_authz' option requires 'tls_creds' option",
+                "Failed to add chardev 'x': 'tls_authz' option requires 'tls_creds' option",
             ),
         ] {
             assert_eq!(check(args.clone()).unwrap_err(), want, "{args}");
