@@ -477,6 +477,14 @@ pub fn vm_config(
             Boot::Custom(Arc::new(move |mem| {
                 let s = crate::loader::load_linux_paths(mem, &kernel, initrd.as_deref(), &cmdline)
                     .map_err(|e| e.to_string())?;
+                if s.protocol == crate::loader::BootProtocol::Pvh {
+                    // PVH enters in 32-bit protected mode; the core's boot
+                    // vCPU setup is long mode only.
+                    return Err(format!(
+                        "{}: PVH kernels are not supported yet; use a bzImage or a 64-bit ELF vmlinux",
+                        kernel.display()
+                    ));
+                }
                 Ok(CustomEntry {
                     rip: s.cpu.rip,
                     rsi: s.cpu.rsi,
