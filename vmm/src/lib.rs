@@ -4,17 +4,17 @@
 //! vCPUs and devices, serves QMP/HMP, keeps the object registry, and spawns,
 //! watches and brokers for its sandboxed network services.
 
-pub mod devices;
 pub mod boot;
 pub mod chardev;
 pub mod cli;
+pub mod devices;
 pub mod hmp;
 pub mod layout;
+pub mod loader;
+pub mod memory;
 pub mod objects;
 pub mod pki_cli;
 pub mod qmp;
-pub mod loader;
-pub mod memory;
 pub mod services;
 pub mod state;
 pub mod supervisor;

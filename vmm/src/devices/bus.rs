@@ -67,7 +67,9 @@ impl Bus {
         if len == 0 {
             return Err(BusError::Empty(base));
         }
-        let end = base.checked_add(len).ok_or(BusError::Overlap { base, len })?;
+        let end = base
+            .checked_add(len)
+            .ok_or(BusError::Overlap { base, len })?;
         if let Some((b, e)) = self.ranges.range(..end).next_back() {
             if b + e.len > base {
                 return Err(BusError::Overlap { base, len });
@@ -89,7 +91,9 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.resolve(addr) {
             Some((off, dev)) => {
-                dev.lock().unwrap_or_else(|p| p.into_inner()).read(off, data);
+                dev.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .read(off, data);
                 true
             }
             None => {
@@ -103,7 +107,9 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.resolve(addr) {
             Some((off, dev)) => {
-                dev.lock().unwrap_or_else(|p| p.into_inner()).write(off, data);
+                dev.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .write(off, data);
                 true
             }
             None => false,

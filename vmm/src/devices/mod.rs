@@ -3,11 +3,11 @@
 
 pub mod bus;
 pub mod debug_exit;
+pub mod framebuffer;
+pub mod i8042;
+pub mod input;
+pub mod platform;
+pub mod pointer;
 pub mod power_button;
 pub mod serial;
 pub mod virtio;
-pub mod i8042;
-pub mod input;
-pub mod framebuffer;
-pub mod pointer;
-pub mod platform;
