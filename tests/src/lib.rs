@@ -289,8 +289,13 @@ impl QmpClient {
 
     /// Send a raw line and return the next non-event reply.
     pub fn raw(&mut self, text: &str) -> Result<Value> {
-        self.writer.write_all(text.as_bytes())?;
-        self.writer.write_all(b"\n")?;
+        // One write: after `quit` the server may close as soon as it has
+        // parsed the request, so a trailing newline sent separately could
+        // meet a closed socket.
+        let mut line = Vec::with_capacity(text.len() + 1);
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
         loop {
             let v = self.read_value()?;
             if v.get("event").is_some() {

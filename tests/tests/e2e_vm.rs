@@ -263,3 +263,52 @@ fn version_and_help() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("-qmp") && text.contains("-object"), "{text}");
 }
+
+/// `qemu.qmp`'s usual `execute('quit')` then `disconnect()` ends cleanly, as
+/// it does against QEMU (the server lets the client hang up first).
+#[test]
+fn qemu_qmp_quit_then_disconnect_is_clean() {
+    if !kvm_or_skip() {
+        return;
+    }
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import qemu.qmp"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !bulkhead_tests::require_peer("python3 qemu.qmp", have) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("qmp.sock");
+    let qmp_arg = format!("unix:{},server=on,wait=off", sock.display());
+    let mut vm =
+        BulkheadProcess::start(&["-nodefaults", "-serial", "null", "-qmp", &qmp_arg]).unwrap();
+    let script = format!(
+        "import asyncio, time\n\
+         from qemu.qmp import QMPClient\n\
+         async def main():\n\
+         \x20   c = QMPClient('t')\n\
+         \x20   for _ in range(500):\n\
+         \x20       try:\n\
+         \x20           await c.connect('{}')\n\
+         \x20           break\n\
+         \x20       except Exception:\n\
+         \x20           await asyncio.sleep(0.02)\n\
+         \x20   await c.execute('quit')\n\
+         \x20   await c.disconnect()\n\
+         \x20   print('clean')\n\
+         asyncio.run(main())\n",
+        sock.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("clean"),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(vm.wait_exit(T).unwrap().code(), Some(0));
+}

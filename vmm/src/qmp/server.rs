@@ -17,8 +17,9 @@
 //! drains (backpressure); one whose queue passes [`MAX_OUTPUT_BYTES`] (it
 //! stopped reading events) is disconnected; at most [`MAX_CLIENTS`] clients.
 //! After `quit` the server sends the reply, closes every connection (each
-//! gets up to [`CLOSE_FLUSH`] to take its queued output) and removes the
-//! unix socket files it created.
+//! gets up to [`CLOSE_FLUSH`] to take its queued output, then up to
+//! [`QUIT_LINGER`] to hang up first, as clients of QEMU expect) and removes
+//! the unix socket files it created.
 
 use std::collections::VecDeque;
 use std::io;
@@ -51,6 +52,9 @@ pub const READ_PAUSE_BYTES: usize = 1 << 20;
 pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 /// How long a closing connection may take to drain its output.
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// After `quit` (or shutdown) and a flushed queue, how long the server waits
+/// for the client to close its end before closing the connection itself.
+pub const QUIT_LINGER: Duration = Duration::from_millis(500);
 const READ_CHUNK: usize = 64 * 1024;
 const CLIENT_STACK: usize = 8 << 20;
 
@@ -646,7 +650,18 @@ fn client_loop(
             break;
         }
         if let Some(deadline) = closing {
-            if queued == 0 || Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if queued == 0 {
+                // Everything is sent. Give the client a moment to hang up
+                // first, as it would with QEMU (whose teardown takes a
+                // while): `qemu.qmp` reports an EOF that arrives before its
+                // own disconnect() as an error.
+                let linger = deadline.min(now + QUIT_LINGER);
+                let hung_up = wait_for_hangup(conn, linger);
+                tracing::debug!(hung_up, "QMP connection closing");
                 break;
             }
         }
@@ -730,6 +745,33 @@ fn client_loop(
         // SAFETY: shutdown on a valid socket fd touches no memory.
         unsafe {
             libc::shutdown(conn.rd.as_raw_fd(), libc::SHUT_RDWR);
+        }
+    }
+}
+
+/// Waits until the peer closes its end (EOF or error) or `until` passes;
+/// input that still arrives is discarded. True when the peer hung up.
+fn wait_for_hangup(conn: &Conn, until: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = [PollFd::new(conn.rd.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO);
+        match poll(&mut fds, timeout) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+        let mut fds_in = Vec::new();
+        match conn.recv(&mut buf, &mut fds_in) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+            Err(_) => return true,
         }
     }
 }

@@ -153,6 +153,7 @@ impl MachineControl for Control {
 
     fn quit(&self) -> Result<(), QmpError> {
         self.bus.shutdown(ShutdownCause::HostQmpQuit);
+        tracing::info!("quit requested on a monitor");
         let _ = lock(&self.exit).send(ExitRequest::Quit);
         Ok(())
     }

@@ -128,7 +128,10 @@ fn start_and_serve(
     setup::forward_signals(signals, exit_tx.clone());
     drop(exit_tx);
 
-    let req = exit_rx.recv().unwrap_or(ExitRequest::Quit);
+    let req = exit_rx.recv().unwrap_or_else(|_| {
+        tracing::error!("every exit-request sender is gone; shutting down");
+        ExitRequest::Quit
+    });
     tracing::info!(?req, "supervisor exiting");
     let code = match &req {
         ExitRequest::Quit | ExitRequest::GuestShutdown => 0,
