@@ -585,6 +585,16 @@ impl Vm {
                 thread: Some(t),
             });
         }
+        // Every vCPU thread records its Linux tid first thing; wait for that
+        // so `query-cpus-fast` never reports thread-id 0 for a live vCPU.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while vcpus
+            .iter()
+            .any(|v| v.tid.load(std::sync::atomic::Ordering::SeqCst) == 0)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
 
         let inner = Arc::new(VmInner {
             kvm: kvm_sys,
@@ -738,7 +748,7 @@ impl Vm {
     }
 
     /// Linux thread id of each vCPU thread (`query-cpus-fast` `thread-id`;
-    /// 0 until the thread has started).
+    /// [`Vm::new`] returns only once every thread has recorded it).
     pub fn vcpu_thread_ids(&self) -> Vec<i32> {
         lock(&self.inner.vcpus)
             .iter()
