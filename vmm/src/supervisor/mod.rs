@@ -77,7 +77,12 @@ fn start_and_serve(
     let services = {
         let bus = bus.clone();
         Arc::new(ServiceManager::new(
-            ServiceSettings::default(),
+            ServiceSettings {
+                // Debugging only: BULKHEAD_NO_SANDBOX=1 runs services
+                // unconfined (the manager and each service log it loudly).
+                sandbox: std::env::var_os("BULKHEAD_NO_SANDBOX").is_none(),
+                ..ServiceSettings::default()
+            },
             Arc::new(move |ev| emit_service_event(&bus, ev)),
         ))
     };
