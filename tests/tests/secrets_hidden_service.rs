@@ -199,10 +199,6 @@ fn needles(key_text: &[u8], pkcs8_text: &[u8]) -> Vec<(String, Vec<u8>)> {
     n
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// The supervisor, its stderr going to a file so the log is checked as raw
 /// bytes (a lossy decode could hide a leaked binary key).
 struct Supervisor {
@@ -241,14 +237,50 @@ fn children(parent: u32) -> Vec<(u32, String)> {
     out
 }
 
+/// The readable memory of `pid` (regions the kernel refuses to read, such
+/// as `[vvar]`, are skipped), or `None` when this user may not read it.
+fn process_memory(pid: u32) -> Option<Vec<(String, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = match File::open(format!("/proc/{pid}/mem")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+        Err(e) => panic!("/proc/{pid}/mem: {e}"),
+    };
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(range), Some(perms)) = (f.first(), f.get(1)) else {
+            continue;
+        };
+        if !perms.starts_with('r') {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let a = u64::from_str_radix(a, 16).unwrap();
+        let b = u64::from_str_radix(b, 16).unwrap();
+        let mut buf = vec![0u8; usize::try_from(b - a).unwrap()];
+        if mem.read_exact_at(&mut buf, a).is_ok() {
+            out.push((line.to_string(), buf));
+        }
+    }
+    Some(out)
+}
+
 fn assert_clean(what: &str, data: &[u8], needles: &[(String, Vec<u8>)]) {
     for (name, n) in needles {
-        assert!(
-            !contains(data, n),
-            "SECRET LEAK: the {name} ({:?}) appears in {what}:\n{}",
-            String::from_utf8_lossy(n),
-            String::from_utf8_lossy(data)
-        );
+        if let Some(at) = data.windows(n.len()).position(|w| w == n) {
+            let shown = if data.len() <= 1 << 16 {
+                String::from_utf8_lossy(data).into_owned()
+            } else {
+                let s = at.saturating_sub(256);
+                String::from_utf8_lossy(&data[s..(at + n.len() + 256).min(data.len())]).into_owned()
+            };
+            panic!(
+                "SECRET LEAK: the {name} ({:?}) appears in {what} at byte {at}:\n{shown}",
+                String::from_utf8_lossy(n)
+            );
+        }
     }
 }
 
@@ -360,6 +392,23 @@ fn key_password_and_private_key_stay_out_of_service_proc_and_logs() {
             .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
         "svc-chardev is not seccomp-filtered:\n{status}"
     );
+    // The supervisor decrypts the key: the password is never sent to the
+    // service, so not even the service's memory holds it.
+    match process_memory(svc_pid) {
+        Some(regions) => {
+            let maps: Vec<&str> = regions.iter().map(|(m, _)| m.as_str()).collect();
+            assert!(maps.iter().any(|m| m.contains("[heap]")), "{maps:#?}");
+            for (map, data) in &regions {
+                let pw: Vec<_> = needles
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("password"))
+                    .cloned()
+                    .collect();
+                assert_clean(&format!("svc-chardev memory ({map})"), data, &pw);
+            }
+        }
+        None => eprintln!("NOT CHECKED: cannot read /proc/{svc_pid}/mem as this user"),
+    }
     let mut procs = vec![(sup_pid, "bulkhead".to_string())];
     procs.extend(children(sup_pid));
     assert!(procs.iter().any(|&(p, _)| p == svc_pid), "{procs:?}");
