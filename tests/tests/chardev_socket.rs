@@ -681,12 +681,24 @@ fn chardev_add_tls_socket_at_run_time() {
     assert_eq!(hmp(&mut vm, "chardev-remove h1".into()), "");
     assert!(vm.chardev("h1").is_none());
 
+    // The credentials are in use by s1: object-del refuses them (QEMU's
+    // error), until the chardev is gone.
+    assert_eq!(
+        err(vm.qmp.execute("object-del", json!({"id": "tls1"})).unwrap()),
+        generic("object 'tls1' is in use, can not be deleted")
+    );
     let r = vm
         .qmp
         .execute("chardev-remove", json!({"id": "s1"}))
         .unwrap();
     assert_eq!(r["return"], json!({}), "{r}");
     assert!(vm.chardev("s1").is_none());
+    let r = vm.qmp.execute("object-del", json!({"id": "tls1"})).unwrap();
+    assert_eq!(r["return"], json!({}), "{r}");
+    assert_eq!(
+        err(vm.qmp.execute("object-del", json!({"id": "tls1"})).unwrap()),
+        generic("object 'tls1' not found")
+    );
     let deadline = Instant::now() + T;
     while TcpStream::connect(("127.0.0.1", port)).is_ok() {
         assert!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::chardev::socket::config::LogFile;
 use crate::chardev::socket::{SocketChardevs, SocketConfig};
-use crate::cli::{ChardevBackend, ChardevSpec, Config, ObjectSpec};
+use crate::cli::{ChardevBackend, ChardevSpec, Config, ObjectSpec, SocketChardev};
 use crate::devices::platform::PlatformDevices;
 use crate::devices::pointer::{Axis, Button, PointerInput};
 use crate::objects::ObjectRegistry;
@@ -53,6 +53,12 @@ impl Control {
         exit: Sender<ExitRequest>,
     ) -> Self {
         let drives = super::setup::drive_infos(cfg, &devices);
+        let mut objects = objects;
+        for spec in &cfg.chardevs {
+            if let ChardevBackend::Socket(sock) = &spec.backend {
+                acquire_socket_objects(&mut objects, &spec.id, sock);
+            }
+        }
         Self {
             name: cfg.name.clone(),
             vm,
@@ -91,6 +97,20 @@ impl Control {
                 Ok(())
             }
         }
+    }
+}
+
+fn chardev_user(id: &str) -> String {
+    format!("chardev:{id}")
+}
+
+/// A socket chardev holds its `tls-creds` and `tls-authz` objects, so
+/// `object-del` refuses them until the chardev is removed (as QEMU does).
+fn acquire_socket_objects(objects: &mut ObjectRegistry, id: &str, sock: &SocketChardev) {
+    for obj in [&sock.tls_creds, &sock.tls_authz].into_iter().flatten() {
+        // The chardev was configured from these objects a moment ago, so
+        // they exist; a failure here only means nothing to hold.
+        let _ = objects.acquire(obj, &chardev_user(id));
     }
 }
 
@@ -301,8 +321,10 @@ impl MachineControl for Control {
             path: p.clone(),
             append: spec.logappend,
         });
-        let conf = SocketConfig::new(id, sock, logfile, &lock(&self.objects)).map_err(fail)?;
+        let mut objects = lock(&self.objects);
+        let conf = SocketConfig::new(id, sock, logfile, &objects).map_err(fail)?;
         self.sockets.add(conf).map_err(fail)?;
+        acquire_socket_objects(&mut objects, id, sock);
         Ok(serde_json::json!({}))
     }
 
@@ -313,6 +335,8 @@ impl MachineControl for Control {
             // frontends or monitors in this build.
             return Err(QmpError::generic(format!("Chardev '{id}' is busy")));
         }
-        self.sockets.remove(id).map_err(QmpError::generic)
+        self.sockets.remove(id).map_err(QmpError::generic)?;
+        lock(&self.objects).release_all(&chardev_user(id));
+        Ok(())
     }
 }
