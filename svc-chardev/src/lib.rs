@@ -57,9 +57,13 @@ pub fn main(args: &[String]) -> ExitCode {
     run(Arc::new(ch), startup)
 }
 
-fn run(ch: Arc<Channel>, startup: ChardevStartup) -> ExitCode {
+fn run(ch: Arc<Channel>, mut startup: ChardevStartup) -> ExitCode {
     let id = startup.id.clone();
-    let tls = match conn::TlsSetup::from_startup(&startup) {
+    let tls = conn::TlsSetup::from_startup(&startup);
+    // The rustls configuration now holds the key; the raw key bytes from
+    // the startup message are zeroized here, not at service exit.
+    drop(startup.tls.take());
+    let tls = match tls {
         Ok(t) => t,
         Err(reason) => {
             tracing::error!(chardev = %id, %reason, "cannot start");

@@ -95,6 +95,7 @@ pub fn init_logging(kind: ServiceKind) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(false)
         .try_init();
     tracing::debug!(service = %kind, "logging ready");
 }
