@@ -13,6 +13,7 @@ pub mod dn;
 pub mod p8;
 pub mod pem;
 pub mod pki;
+pub mod protected;
 pub mod secret;
 #[cfg(any(test, feature = "test-pki"))]
 pub mod testpki;
@@ -25,5 +26,6 @@ pub use rustls;
 pub use zeroize;
 
 pub use authz::{Authz, AuthzList, ListFile, Policy, Rule, RuleFormat};
+pub use protected::ProtectedBytes;
 pub use secret::{Secret, SecretError, SecretFormat, SecretSpec};
 pub use x509::{ClientTls, Endpoint, PrivateKeyMaterial, X509Error, X509LoadOptions, X509Material};

@@ -14,7 +14,8 @@
 //!
 //! The master key is itself a secret (typically `file=master.b64,format=base64`) and
 //! must decode to exactly 32 bytes. Error messages use QEMU's wording where QEMU
-//! has one. Secret bytes live in [`Secret`], which zeroizes on drop and whose
+//! has one. Secret bytes live in [`Secret`], which keeps them in a
+//! [`ProtectedBytes`] region (left out of core dumps, zeroized on drop) and whose
 //! `Debug` prints only the length; no error message ever contains secret bytes.
 
 use std::fmt;
@@ -25,27 +26,32 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::protected::ProtectedBytes;
+
 /// Largest secret file we read (QEMU has no limit; 1 MiB is far above any key or password).
 pub const MAX_SECRET_FILE: u64 = 1 << 20;
 
-/// Decoded secret bytes. Zeroized on drop; `Debug` redacts the value.
+/// Decoded secret bytes, in a [`ProtectedBytes`] region: not in core dumps,
+/// zeroized on drop; `Debug` redacts the value. Serialized as a byte sequence.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Secret(Zeroizing<Vec<u8>>);
+pub struct Secret(ProtectedBytes);
 
 impl Secret {
-    /// Wrap bytes that are already secret.
+    /// Wrap bytes that are already secret: they are moved into protected
+    /// storage and `bytes`' buffer is zeroized.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(Zeroizing::new(bytes))
+        Secret(ProtectedBytes::from_vec(bytes))
     }
 
     /// The secret bytes.
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.expose()
     }
 
     /// The secret as UTF-8 text (QEMU's `qcrypto_secret_lookup_as_utf8`).
     pub fn as_utf8(&self, id: &str) -> Result<&str, SecretError> {
-        std::str::from_utf8(&self.0).map_err(|_| SecretError::NotUtf8 { id: id.to_string() })
+        std::str::from_utf8(self.0.expose())
+            .map_err(|_| SecretError::NotUtf8 { id: id.to_string() })
     }
 
     /// Length in bytes.

@@ -6,13 +6,13 @@
 //!   supervisor: X509Material::load(dir) ──to_wire()──► ipc::TlsMaterial ──Startup──►
 //!   service:    ipc::TlsMaterial ──from_wire()──► X509Material ──server_config()/client_config()
 //! ```
-//! Key bytes are copied only between zeroizing buffers (`Zeroizing<Vec<u8>>`
+//! Key bytes are copied only between zeroizing buffers (`ProtectedBytes`
 //! and `ipc::SecretBytes`), so no plain copy of a private key is left behind.
 
 use ipc::{AuthzMatch, AuthzPolicy, AuthzRule, AuthzRules, KeyFormat, TlsEndpoint, TlsMaterial};
-use zeroize::Zeroizing;
 
 use crate::authz::{Authz, AuthzList, Policy, Rule, RuleFormat};
+use crate::protected::ProtectedBytes;
 use crate::x509::{Endpoint, KeyKind, PrivateKeyMaterial, X509Material};
 
 /// `material` as sent to a service. `server_name` is, for a client endpoint,
@@ -59,7 +59,7 @@ pub fn tls_from_wire(wire: &TlsMaterial) -> X509Material {
                 KeyFormat::Pkcs1 => KeyKind::Pkcs1,
                 KeyFormat::Sec1 => KeyKind::Sec1,
             },
-            der: Zeroizing::new(k.der.expose().to_vec()),
+            der: ProtectedBytes::new(k.der.expose()),
         }),
         ca_certs: wire.ca_certs.iter().map(|c| c.0.clone()).collect(),
         crls: wire.crls.iter().map(|c| c.0.clone()).collect(),
@@ -141,7 +141,7 @@ mod tests {
             cert_chain: vec![vec![1, 2, 3], vec![4]],
             key: Some(PrivateKeyMaterial {
                 kind: KeyKind::Sec1,
-                der: Zeroizing::new(vec![9, 9, 9]),
+                der: ProtectedBytes::new(&[9, 9, 9]),
             }),
             ca_certs: vec![vec![5, 6]],
             crls: vec![vec![7]],

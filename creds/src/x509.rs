@@ -43,6 +43,7 @@ use x509_parser::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::pem;
+use crate::protected::ProtectedBytes;
 use crate::secret::Secret;
 
 /// QEMU's file names inside `dir=`.
@@ -92,12 +93,13 @@ pub enum KeyKind {
     Sec1,
 }
 
-/// A private key: zeroized on drop, redacted in `Debug`, serialized as its bytes
-/// (it travels once, in the service's startup message).
+/// A private key: kept in a [`ProtectedBytes`] region (not in core dumps,
+/// zeroized on drop), redacted in `Debug`, serialized as its bytes (it travels
+/// once, in the service's startup message).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PrivateKeyMaterial {
     pub kind: KeyKind,
-    pub der: Zeroizing<Vec<u8>>,
+    pub der: ProtectedBytes,
 }
 
 impl fmt::Debug for PrivateKeyMaterial {
@@ -319,14 +321,14 @@ fn load_key(path: &Path, password: Option<&Secret>) -> Result<PrivateKeyMaterial
                 })?;
                 return Ok(repaired(PrivateKeyMaterial {
                     kind: KeyKind::Pkcs8,
-                    der,
+                    der: der.into(),
                 }));
             }
             _ => continue,
         };
         return Ok(repaired(PrivateKeyMaterial {
             kind,
-            der: block.der,
+            der: block.der.into(),
         }));
     }
     Err(X509Error::NoKey(shown))
@@ -342,7 +344,7 @@ fn repaired(key: PrivateKeyMaterial) -> PrivateKeyMaterial {
     match fixed {
         Some(der) => PrivateKeyMaterial {
             kind: key.kind,
-            der,
+            der: der.into(),
         },
         None => key,
     }

@@ -48,6 +48,9 @@ fn init_logging(cfg: &vmm::cli::Config) -> anyhow::Result<()> {
 }
 
 fn supervisor_main(mut args: Vec<OsString>) -> ExitCode {
+    // Secrets and TLS keys kept for service restarts stay out of swap too
+    // (best effort; services, under seccomp, never mlock).
+    creds::protected::enable_mlock();
     let demo = args.is_empty();
     if demo {
         let (demo_args, qmp) = vmm::supervisor::demo_args();
