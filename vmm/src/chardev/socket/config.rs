@@ -6,7 +6,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use creds::x509::Endpoint;
+use creds::x509::{Endpoint, X509Material};
 use ipc::{AuthzRules, SocketAddress, TlsMaterial};
 
 use crate::cli::{SocketAddr, SocketChardev as SocketSpec};
@@ -41,6 +41,23 @@ pub enum Role {
     },
 }
 
+/// A chardev's TLS credentials and the host name its client role checks.
+#[derive(Debug)]
+pub struct TlsCreds {
+    /// The loaded `tls-creds-x509` material.
+    pub material: X509Material,
+    /// Name the server certificate must match (client role over TCP).
+    pub server_name: Option<String>,
+}
+
+impl TlsCreds {
+    /// The startup message's form. The caller sends it and drops it, which
+    /// zeroizes the key copy it holds.
+    pub fn to_wire(&self) -> TlsMaterial {
+        creds::wire::tls_to_wire(&self.material, self.server_name.as_deref())
+    }
+}
+
 /// Everything needed to start one socket chardev.
 #[derive(Debug)]
 pub struct SocketConfig {
@@ -50,8 +67,9 @@ pub struct SocketConfig {
     pub address: String,
     /// Server or client.
     pub role: Role,
-    /// `tls-creds=`, ready for the wire.
-    pub tls: Option<TlsMaterial>,
+    /// `tls-creds=`: kept in its loaded form (the key in dump-proof
+    /// memory) and turned into the wire form only for each (re)start.
+    pub tls: Option<TlsCreds>,
     /// `tls-authz=`, ready for the wire.
     pub authz: Option<AuthzRules>,
     /// `logfile=`.
@@ -162,10 +180,13 @@ impl SocketConfig {
                     Role::Client {
                         addr: SocketAddress::Tcp { host, .. },
                         ..
-                    } => Some(host.as_str()),
+                    } => Some(host.clone()),
                     _ => None,
                 };
-                Some(creds::wire::tls_to_wire(m, server_name))
+                Some(TlsCreds {
+                    material: m.clone(),
+                    server_name,
+                })
             }
         };
         let authz = match &s.tls_authz {

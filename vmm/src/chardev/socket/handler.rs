@@ -5,9 +5,9 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use ipc::chardev::{Chardev, ChardevRole, ChardevStartup, ChardevToCore};
-use ipc::{AuthzRules, Fd, SocketAddress, TlsMaterial};
+use ipc::{AuthzRules, Fd, SocketAddress};
 
-use super::config::{Role, SocketConfig};
+use super::config::{Role, SocketConfig, TlsCreds};
 use super::{bounded, Shared};
 use crate::services::{Broker, Grant, ServiceHandler, ServiceLink};
 
@@ -25,7 +25,7 @@ enum HandlerRole {
 pub(super) struct Handler {
     shared: Arc<Shared>,
     role: HandlerRole,
-    tls: Option<TlsMaterial>,
+    tls: Option<TlsCreds>,
     authz: Option<AuthzRules>,
 }
 
@@ -74,7 +74,7 @@ impl ServiceHandler<Chardev> for Handler {
         Ok(ChardevStartup {
             id: self.shared.id.clone(),
             role,
-            tls: self.tls.clone(),
+            tls: self.tls.as_ref().map(TlsCreds::to_wire),
             authz: self.authz.clone(),
         })
     }
