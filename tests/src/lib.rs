@@ -31,7 +31,10 @@ pub fn bulkhead_bin() -> PathBuf {
     let bin = profile_dir.join("bulkhead");
     static BUILD: Mutex<()> = Mutex::new(());
     let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !bin.exists() {
+    // `cargo test --workspace` builds the binary first; `cargo test -p
+    // bulkhead-tests` does not, so build it when it is missing or older
+    // than any source file of the workspace.
+    if !bin.exists() || sources_newer_than(&bin) {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.args(["build", "-p", "vmm", "--bin", "bulkhead"]);
@@ -42,6 +45,53 @@ pub fn bulkhead_bin() -> PathBuf {
         assert!(st.success(), "cargo build of bulkhead failed");
     }
     bin
+}
+
+fn newest_mtime(dir: &Path, newest: &mut std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            newest_mtime(&p, newest);
+        } else if p
+            .extension()
+            .is_some_and(|x| x == "rs" || x == "toml" || x == "ld")
+        {
+            if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(m);
+            }
+        }
+    }
+}
+
+fn sources_newer_than(bin: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in [
+        "vmm",
+        "ipc",
+        "sandbox",
+        "creds",
+        "netio",
+        "svc-runtime",
+        "svc-chardev",
+        "svc-nbd",
+        "svc-vnc",
+        "svc-migrate",
+        "guest",
+    ] {
+        newest_mtime(&root.join(dir), &mut newest);
+    }
+    newest > built
 }
 
 /// Whether the named program is on PATH.
