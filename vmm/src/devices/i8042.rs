@@ -171,11 +171,15 @@ impl I8042 {
         self.refill();
     }
 
-    /// Inject by QEMU qcode name.
+    /// Inject by QEMU qcode name; `unmapped` (no PC key) is accepted and
+    /// sends nothing, as in QEMU.
     pub fn send_qcode(&mut self, qcode: &str, down: bool) -> Result<(), input::KeyError> {
-        let q = input::qcode_to_qnum(qcode)
-            .ok_or_else(|| input::KeyError::UnknownQcode(qcode.to_string()))?;
-        self.send_key(q, down);
+        if !input::qcodes().any(|n| n == qcode) {
+            return Err(input::KeyError::UnknownQcode(qcode.to_string()));
+        }
+        if let Some(q) = input::qcode_to_qnum(qcode) {
+            self.send_key(q, down);
+        }
         Ok(())
     }
 
@@ -533,6 +537,9 @@ mod tests {
         assert!(irq.read().unwrap() >= 1);
         assert_eq!(drain(&mut d), [0x1e, 0x9e, 0xe0, 0x48]);
         assert!(d.send_qcode("nokey", true).is_err());
+        d.send_qcode("unmapped", true).unwrap();
+        d.send_qcode("f13", true).unwrap();
+        assert_eq!(drain(&mut d), [0x5d]);
         // Translation off: the keyboard's set 2 comes through raw.
         d.write(4, &[0x60]);
         d.write(0, &[0x05]);
