@@ -10,6 +10,7 @@
 //!    -> Data(bytes)   <- Data(bytes)           guest <-> remote byte stream
 //!    -> Credit(n)     <- Credit(n)             flow control (crate::flow)
 //!    <- ClientDisconnected
+//!    -> UpdateAuthz(rules)                      (authz-listfile refresh=on)
 //!    -> Shutdown
 //! ```
 //! Each direction's `Data` is bounded by credit ([`crate::flow`]): a side
@@ -95,6 +96,10 @@ pub enum CoreToChardev {
     Credit(u32),
     /// Drop the current client connection (if any).
     DisconnectClient,
+    /// New `tls-authz` rules (an `authz-listfile` with `refresh=on`
+    /// changed): they apply to connections accepted from now on; the
+    /// current client, already authorized, stays connected (as in QEMU).
+    UpdateAuthz(AuthzRules),
 }
 
 /// svc-chardev -> core. Untrusted: validated by the core.

@@ -29,10 +29,10 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum TlsSetup {
     /// Plain sockets.
     None,
-    /// Server role with TLS.
+    /// Server role with TLS (the authz rules live in [`Shared`], where
+    /// `UpdateAuthz` replaces them).
     Server {
         config: Arc<netio::rustls::ServerConfig>,
-        authz: Option<Authz>,
     },
     /// Client role with TLS.
     Client(ClientTls),
@@ -51,10 +51,7 @@ impl TlsSetup {
         match (&s.role, wire.endpoint) {
             (ChardevRole::Server { .. }, TlsEndpoint::Server) => {
                 let config = material.server_config().map_err(|e| e.to_string())?;
-                Ok(TlsSetup::Server {
-                    config,
-                    authz: s.authz.as_ref().map(creds::wire::authz_from_wire),
-                })
+                Ok(TlsSetup::Server { config })
             }
             (ChardevRole::Client { addr, .. }, TlsEndpoint::Client) => {
                 let host = match (&wire.server_name, addr) {
@@ -138,14 +135,18 @@ fn serve(shared: &Shared, listener: OwnedFd, tls: &TlsSetup) {
         };
         let peer = peer_name(fd.as_raw_fd());
         let stream = match tls {
-            TlsSetup::Server { config, authz } => Stream::tls_server(
-                fd,
-                config.clone(),
-                &ServerOptions {
-                    timeout: HANDSHAKE_TIMEOUT,
-                    authz: authz.as_ref(),
-                },
-            ),
+            TlsSetup::Server { config } => {
+                // The rules current at accept time decide (UpdateAuthz).
+                let authz: Option<Arc<Authz>> = shared.authz();
+                Stream::tls_server(
+                    fd,
+                    config.clone(),
+                    &ServerOptions {
+                        timeout: HANDSHAKE_TIMEOUT,
+                        authz: authz.as_deref(),
+                    },
+                )
+            }
             _ => Ok(Stream::plain(fd)),
         };
         match stream {

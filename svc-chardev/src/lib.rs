@@ -7,6 +7,7 @@
 //!   main thread (IPC)                      connection thread
 //!   recv CoreToChardev ──Data──► outq ───► relay: poll(client fd, wake)
 //!        │  Credit / DisconnectClient        client ──Data──► core (SendCredit)
+//!        │  UpdateAuthz ──Shared::authz──►  (read at each accept)
 //!        │  BrokerReply ──mpsc──────────►  client role: Broker Connect, reconnect
 //!        └─ Shutdown / IPC closed: exit     server role: accept, TLS, authz, relay
 //! ```
@@ -71,7 +72,8 @@ fn run(ch: Arc<Channel>, mut startup: ChardevStartup) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let shared = match Shared::new(ch.clone()) {
+    let authz = startup.authz.as_ref().map(creds::wire::authz_from_wire);
+    let shared = match Shared::new(ch.clone(), authz) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             let reason = format!("eventfd: {e}");

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use creds::authz::Authz;
 use ipc::chardev::{ChardevToCore, CoreToChardev};
 use ipc::flow::{RecvCredit, SendCredit};
 use ipc::{BrokerReply, Channel, IpcError};
@@ -38,11 +39,15 @@ pub struct Shared {
     broker_tx: Mutex<Sender<BrokerReply>>,
     /// Broker replies for the connection thread.
     pub broker_rx: Mutex<Receiver<BrokerReply>>,
+    /// The current `tls-authz` rules (server role with TLS): set from
+    /// `Startup`, replaced by `UpdateAuthz`, read once per accepted
+    /// connection so a change applies to the next client.
+    authz: Mutex<Option<Arc<Authz>>>,
 }
 
 impl Shared {
-    /// Fresh state with full windows.
-    pub fn new(ch: Arc<Channel>) -> io::Result<Shared> {
+    /// Fresh state with full windows and the startup `authz` rules.
+    pub fn new(ch: Arc<Channel>, authz: Option<Authz>) -> io::Result<Shared> {
         // SAFETY: eventfd(2) with integer arguments; the fd is owned below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
@@ -64,7 +69,18 @@ impl Shared {
             wake,
             broker_tx: Mutex::new(tx),
             broker_rx: Mutex::new(rx),
+            authz: Mutex::new(authz.map(Arc::new)),
         })
+    }
+
+    /// The authz rules to check the next connection against.
+    pub fn authz(&self) -> Option<Arc<Authz>> {
+        self.authz.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the authz rules (connections accepted from now on).
+    fn set_authz(&self, authz: Authz) {
+        *self.authz.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(authz));
     }
 
     /// Locks the state.
@@ -175,11 +191,49 @@ pub fn serve_ipc(shared: &Shared) -> Result<(), IpcError> {
                 let _ = tx.send(r);
                 shared.wake();
             }
+            CoreToChardev::UpdateAuthz(rules) => {
+                // Untrusted-size input was bounded by the IPC decoder;
+                // the rules only ever decide who may connect next.
+                tracing::info!(rules = rules.rules.len(), "tls-authz rules updated");
+                shared.set_authz(creds::wire::authz_from_wire(&rules));
+            }
             CoreToChardev::Startup(_) => tracing::warn!("ignoring a second Startup"),
             CoreToChardev::Shutdown => {
                 shared.stop();
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc::{AuthzMatch, AuthzPolicy, AuthzRule, AuthzRules};
+
+    #[test]
+    fn update_authz_replaces_the_rules_for_the_next_connection() {
+        let (core, svc) = Channel::pair().unwrap();
+        let deny_all = Authz::List(Default::default());
+        let shared = Arc::new(Shared::new(Arc::new(svc), Some(deny_all)).unwrap());
+        assert!(!shared.authz().unwrap().is_allowed("CN=client"));
+        let t = {
+            let shared = shared.clone();
+            std::thread::spawn(move || serve_ipc(&shared))
+        };
+        let allow = AuthzRules {
+            default_policy: AuthzPolicy::Deny,
+            rules: vec![AuthzRule {
+                identity: "CN=client".into(),
+                format: AuthzMatch::Exact,
+                policy: AuthzPolicy::Allow,
+            }],
+        };
+        core.send(&CoreToChardev::UpdateAuthz(allow)).unwrap();
+        core.send(&CoreToChardev::Shutdown).unwrap();
+        t.join().unwrap().unwrap();
+        let now = shared.authz().unwrap();
+        assert!(now.is_allowed("CN=client"));
+        assert!(!now.is_allowed("CN=other"));
     }
 }

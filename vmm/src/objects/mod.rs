@@ -16,7 +16,9 @@
 //! `keyid=` and `passwordid=` are resolved when the object is created (as in
 //! QEMU), so deleting the master secret afterwards is allowed and harmless.
 //! A credential change takes effect by deleting and re-adding the object and
-//! restarting the service that uses it (services get material once at start).
+//! restarting the service that uses it (services get material once at start);
+//! `authz-listfile,refresh=on` rules are re-read by [`ObjectRegistry::refresh_authz_files`]
+//! and pushed to running socket chardevs (`Control::refresh_authz_files`).
 
 mod props;
 

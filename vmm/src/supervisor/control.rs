@@ -78,6 +78,28 @@ impl Control {
         &self.vm
     }
 
+    /// Re-reads changed `authz-listfile` files (`refresh=on`) and hands the
+    /// new rules to the socket chardevs that use them. Lock order: the
+    /// object registry is released before the chardev registry is taken.
+    pub fn refresh_authz_files(&self) {
+        let updates: Vec<(String, ipc::AuthzRules)> = {
+            let mut objects = lock(&self.objects);
+            // Reload errors are logged there; such a list now denies all.
+            let (changed, _errors) = objects.refresh_authz_files();
+            changed
+                .into_iter()
+                .filter_map(|id| {
+                    let rules = creds::wire::authz_to_wire(&objects.authz(&id).ok()?);
+                    Some((id, rules))
+                })
+                .collect()
+        };
+        for (id, rules) in updates {
+            let n = self.sockets.update_authz(&id, &rules);
+            tracing::info!(object = %id, chardevs = n, "authz-listfile changed; rules updated");
+        }
+    }
+
     /// Starts the vCPUs at launch (no `-S`); no `RESUME` event, as QEMU.
     pub fn start_vcpus(&self) -> Result<(), crate::vm::VmError> {
         let _g = lock(&self.ops);

@@ -104,6 +104,7 @@ fn start_and_serve(
         exit_tx.clone(),
     ));
     forward_vm_events(&control, &bus, exit_tx.clone());
+    watch_authz_files(&control);
 
     let qmp_listeners = chardevs.take_monitor_listeners(cfg, crate::cli::MonitorMode::Control)?;
     let qmp = if qmp_listeners.is_empty() {
@@ -168,6 +169,25 @@ fn start_and_serve(
         let _ = std::fs::remove_file(p);
     }
     Ok(code)
+}
+
+/// How often `authz-listfile` files with `refresh=on` are checked.
+const AUTHZ_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls `authz-listfile` files (`refresh=on`; a `stat` each per second)
+/// and pushes changed rules to the services using them. Ends when the
+/// [`Control`] is gone.
+fn watch_authz_files(control: &Arc<Control>) {
+    let weak = Arc::downgrade(control);
+    let _ = std::thread::Builder::new()
+        .name("authz-refresh".into())
+        .spawn(move || loop {
+            std::thread::sleep(AUTHZ_POLL);
+            match weak.upgrade() {
+                Some(c) => c.refresh_authz_files(),
+                None => return,
+            }
+        });
 }
 
 /// Guest-initiated VM events become QMP events and exit requests. Host

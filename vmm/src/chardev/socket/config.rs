@@ -58,6 +58,18 @@ impl TlsCreds {
     }
 }
 
+/// A chardev's `tls-authz=` object and the rules it held when read. An
+/// `authz-listfile` with `refresh=on` may change later: the supervisor's
+/// watcher then hands the chardev new rules by `object_id`
+/// ([`super::SocketChardevs::update_authz`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsAuthz {
+    /// The `authz-*` object id.
+    pub object_id: String,
+    /// Its rules, in wire form.
+    pub rules: AuthzRules,
+}
+
 /// Everything needed to start one socket chardev.
 #[derive(Debug)]
 pub struct SocketConfig {
@@ -70,8 +82,8 @@ pub struct SocketConfig {
     /// `tls-creds=`: kept in its loaded form (the key in dump-proof
     /// memory) and turned into the wire form only for each (re)start.
     pub tls: Option<TlsCreds>,
-    /// `tls-authz=`, ready for the wire.
-    pub authz: Option<AuthzRules>,
+    /// `tls-authz=`: the object and its rules, ready for the wire.
+    pub authz: Option<TlsAuthz>,
     /// `logfile=`.
     pub logfile: Option<LogFile>,
 }
@@ -191,9 +203,10 @@ impl SocketConfig {
         };
         let authz = match &s.tls_authz {
             None => None,
-            Some(aid) => Some(creds::wire::authz_to_wire(
-                &objects.authz(aid).map_err(|e| e.to_string())?,
-            )),
+            Some(aid) => Some(TlsAuthz {
+                object_id: aid.clone(),
+                rules: creds::wire::authz_to_wire(&objects.authz(aid).map_err(|e| e.to_string())?),
+            }),
         };
         if authz.is_some() && tls.is_none() {
             return Err("'tls_authz' option requires 'tls_creds' option".into());

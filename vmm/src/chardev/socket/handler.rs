@@ -2,10 +2,11 @@
 //! broker grant and the (untrusted) messages it sends.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ipc::chardev::{Chardev, ChardevRole, ChardevStartup, ChardevToCore};
-use ipc::{AuthzRules, Fd, SocketAddress};
+use ipc::chardev::{Chardev, ChardevRole, ChardevStartup, ChardevToCore, CoreToChardev};
+use ipc::{Fd, SocketAddress};
 
 use super::config::{Role, SocketConfig, TlsCreds};
 use super::{bounded, Shared};
@@ -26,7 +27,8 @@ pub(super) struct Handler {
     shared: Arc<Shared>,
     role: HandlerRole,
     tls: Option<TlsCreds>,
-    authz: Option<AuthzRules>,
+    /// Generation of the authz rules the last `Startup` carried.
+    startup_authz_generation: AtomicU64,
 }
 
 impl Handler {
@@ -45,7 +47,7 @@ impl Handler {
             shared,
             role,
             tls: cfg.tls,
-            authz: cfg.authz,
+            startup_authz_generation: AtomicU64::new(0),
         }
     }
 }
@@ -71,11 +73,16 @@ impl ServiceHandler<Chardev> for Handler {
                 reconnect_secs: *reconnect_secs,
             },
         };
+        // The current rules, not the ones from the command line: an
+        // `authz-listfile` may have been re-read since.
+        let (generation, authz) = self.shared.current_authz();
+        self.startup_authz_generation
+            .store(generation, Ordering::SeqCst);
         Ok(ChardevStartup {
             id: self.shared.id.clone(),
             role,
             tls: self.tls.as_ref().map(TlsCreds::to_wire),
-            authz: self.authz.clone(),
+            authz,
         })
     }
 
@@ -83,8 +90,16 @@ impl ServiceHandler<Chardev> for Handler {
         self.handle(msg)
     }
 
-    fn on_ready(&self, _link: &ServiceLink<Chardev>) {
+    fn on_ready(&self, link: &ServiceLink<Chardev>) {
         self.shared.reset();
+        // Rules that changed between building `Startup` and now could not
+        // reach the service (no link yet): send them now.
+        let (generation, authz) = self.shared.current_authz();
+        if generation != self.startup_authz_generation.load(Ordering::SeqCst) {
+            if let Some(rules) = authz {
+                let _ = link.send(&CoreToChardev::UpdateAuthz(rules));
+            }
+        }
     }
 
     fn on_exit(&self) {

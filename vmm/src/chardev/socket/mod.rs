@@ -16,6 +16,14 @@
 //! restarted with backoff when it dies; the VM keeps running meanwhile and
 //! the listener (kept open here) keeps queueing new clients.
 //!
+//! # Authz refresh
+//! A `tls-authz=` naming an `authz-listfile` with `refresh=on` is re-read by
+//! the supervisor when the file changes; [`SocketChardevs::update_authz`]
+//! then stores the new rules here (the next (re)start's `Startup` carries
+//! them) and sends `UpdateAuthz` to the running service, which checks
+//! connections accepted from then on against them (the connected client
+//! stays, as in QEMU).
+//!
 //! # What is dropped, compared with QEMU
 //! * No client connected: guest output is dropped (QEMU's `tcp_chr_write`
 //!   returns the length and discards it). The `logfile=` still gets it,
@@ -46,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use ipc::chardev::{Chardev, CoreToChardev};
 use ipc::flow::{RecvCredit, SendCredit};
+use ipc::AuthzRules;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::services::{ServiceHandle, ServiceLink, ServiceManager};
@@ -95,9 +104,49 @@ pub(crate) struct Shared {
     /// Readable while `flow.input` is not empty.
     input_event: EventFd,
     link: Mutex<Option<Arc<ServiceLink<Chardev>>>>,
+    /// The `tls-authz` object id, if any.
+    authz_id: Option<String>,
+    /// Its current rules and how many times they were replaced.
+    authz: Mutex<(u64, Option<AuthzRules>)>,
 }
 
 impl Shared {
+    fn new(id: String, address: String, authz: Option<config::TlsAuthz>) -> std::io::Result<Self> {
+        let (authz_id, rules) = match authz {
+            Some(a) => (Some(a.object_id), Some(a.rules)),
+            None => (None, None),
+        };
+        Ok(Shared {
+            id,
+            address,
+            flow: Mutex::new(Flow {
+                to_service: SendCredit::new(),
+                from_service: RecvCredit::new(),
+                input: Default::default(),
+                client: None,
+                rejected: 0,
+                exits: 0,
+            }),
+            changed: Condvar::new(),
+            input_event: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
+            link: Mutex::new(None),
+            authz_id,
+            authz: Mutex::new((0, rules)),
+        })
+    }
+
+    /// Replaces the authz rules (kept for the next `Startup`).
+    fn set_authz(&self, rules: AuthzRules) {
+        let mut a = self.authz.lock().unwrap_or_else(|p| p.into_inner());
+        a.0 += 1;
+        a.1 = Some(rules);
+    }
+
+    /// The current authz rules and their generation.
+    fn current_authz(&self) -> (u64, Option<AuthzRules>) {
+        self.authz.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Flow> {
         self.flow.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -133,22 +182,12 @@ pub struct SocketChardev {
 
 impl SocketChardev {
     /// Starts the service for `cfg` (the listener, if any, is already bound).
-    pub fn start(services: &ServiceManager, cfg: SocketConfig) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            id: cfg.id.clone(),
-            address: cfg.address.clone(),
-            flow: Mutex::new(Flow {
-                to_service: SendCredit::new(),
-                from_service: RecvCredit::new(),
-                input: Default::default(),
-                client: None,
-                rejected: 0,
-                exits: 0,
-            }),
-            changed: Condvar::new(),
-            input_event: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
-            link: Mutex::new(None),
-        });
+    pub fn start(services: &ServiceManager, mut cfg: SocketConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::new(
+            cfg.id.clone(),
+            cfg.address.clone(),
+            cfg.authz.take(),
+        )?);
         let logfile = cfg.logfile.clone();
         let unix_path = cfg.unix_listener_path();
         let handler = Arc::new(Handler::new(shared.clone(), cfg));
@@ -190,6 +229,24 @@ impl SocketChardev {
     /// Connections refused so far.
     pub fn rejected(&self) -> u64 {
         self.shared.lock().rejected
+    }
+
+    /// The `tls-authz` object id, if any.
+    pub fn authz_id(&self) -> Option<&str> {
+        self.shared.authz_id.as_deref()
+    }
+
+    /// New rules for the `tls-authz` object (an `authz-listfile` changed):
+    /// kept for later restarts and sent to the running service, which
+    /// applies them to connections accepted from now on. If the service is
+    /// down or starting, its next `Startup` (or the ready hook) carries them.
+    pub fn update_authz(&self, rules: AuthzRules) {
+        self.shared.set_authz(rules.clone());
+        if self.shared.send(&CoreToChardev::UpdateAuthz(rules)) {
+            tracing::info!(chardev = %self.shared.id, "tls-authz rules sent to the service");
+        } else {
+            tracing::info!(chardev = %self.shared.id, "tls-authz rules kept for the next service start");
+        }
     }
 
     /// The service's pid (0 while down).
@@ -276,21 +333,11 @@ pub struct Harness {
 impl Harness {
     /// A client-mode chardev with no service and no logfile.
     pub fn new() -> std::io::Result<Harness> {
-        let shared = Arc::new(Shared {
-            id: "harness".into(),
-            address: "tcp:localhost:1".into(),
-            flow: Mutex::new(Flow {
-                to_service: SendCredit::new(),
-                from_service: RecvCredit::new(),
-                input: Default::default(),
-                client: None,
-                rejected: 0,
-                exits: 0,
-            }),
-            changed: Condvar::new(),
-            input_event: EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
-            link: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(
+            "harness".into(),
+            "tcp:localhost:1".into(),
+            None,
+        )?);
         let cfg = SocketConfig {
             id: "harness".into(),
             address: shared.address.clone(),
@@ -382,6 +429,57 @@ mod tests {
         assert_eq!(h.peer().unwrap().len(), MAX_TEXT);
         h.message(ChardevToCore::ClientDisconnected).unwrap();
         assert!(h.peer().is_none());
+    }
+
+    #[test]
+    fn a_restart_after_an_authz_update_starts_with_the_new_rules() {
+        use crate::services::ServiceHandler;
+        use ipc::{AuthzMatch, AuthzPolicy, AuthzRule};
+        let rules = |policy| AuthzRules {
+            rules: vec![AuthzRule {
+                identity: "CN=client".into(),
+                format: AuthzMatch::Exact,
+                policy,
+            }],
+            default_policy: AuthzPolicy::Deny,
+        };
+        let shared = Arc::new(
+            Shared::new(
+                "s0".into(),
+                "tcp:127.0.0.1:1,server=on".into(),
+                Some(config::TlsAuthz {
+                    object_id: "auth0".into(),
+                    rules: rules(AuthzPolicy::Deny),
+                }),
+            )
+            .unwrap(),
+        );
+        let cfg = SocketConfig {
+            id: "s0".into(),
+            address: shared.address.clone(),
+            role: config::Role::Client {
+                addr: ipc::SocketAddress::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                },
+                reconnect_secs: 1,
+            },
+            tls: None,
+            authz: None,
+            logfile: None,
+        };
+        let handler = Handler::new(shared.clone(), cfg);
+        assert_eq!(shared.authz_id.as_deref(), Some("auth0"));
+        assert_eq!(
+            handler.startup().unwrap().authz,
+            Some(rules(AuthzPolicy::Deny))
+        );
+        shared.set_authz(rules(AuthzPolicy::Allow));
+        assert_eq!(
+            handler.startup().unwrap().authz,
+            Some(rules(AuthzPolicy::Allow))
+        );
+        assert_eq!(shared.current_authz().0, 1);
     }
 
     #[test]

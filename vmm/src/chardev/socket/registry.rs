@@ -123,6 +123,20 @@ impl SocketChardevs {
         Ok(())
     }
 
+    /// Hands new rules of authz object `object_id` to every chardev whose
+    /// `tls-authz=` names it. Returns how many did.
+    pub fn update_authz(&self, object_id: &str, rules: &ipc::AuthzRules) -> usize {
+        let map = self.lock();
+        let mut n = 0;
+        for e in map.values() {
+            if e.dev.authz_id() == Some(object_id) {
+                e.dev.update_authz(rules.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Stops every service.
     pub fn stop_all(&self) {
         let all = std::mem::take(&mut *self.lock());
