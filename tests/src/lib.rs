@@ -6,6 +6,8 @@
 //! `.ci/run`. A test whose peer is missing skips with a loud message, unless
 //! `BULKHEAD_REQUIRE_PEERS` is set (CI sets it), in which case it fails.
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

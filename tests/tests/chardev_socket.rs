@@ -13,10 +13,17 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bulkhead_tests::{
-    bulkhead_bin, have_kvm, have_program, require_peer, BulkheadProcess, Captured, QmpClient,
-};
+use bulkhead_tests::pki::{self, client_dn, free_port};
+use bulkhead_tests::{have_kvm, have_program, require_peer, BulkheadProcess, Captured, QmpClient};
 use serde_json::{json, Value};
+
+/// [`pki::pki_init`], plus `other-cert.pem` (CN=other.test) when asked.
+fn make_pki(dir: &Path, with_other: bool) {
+    pki::pki_init(dir);
+    if with_other {
+        pki::add_other_client(dir);
+    }
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -26,73 +33,6 @@ fn peers_ok(progs: &[&str]) -> bool {
         return false;
     }
     progs.iter().all(|p| require_peer(p, have_program(p)))
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A PKI made by `bulkhead pki init` (CA, server for localhost/127.0.0.1,
-/// client CN=client.test), plus `other-cert.pem` (CN=other.test, same CA)
-/// made with certtool.
-fn make_pki(dir: &Path, with_other: bool) {
-    let st = Command::new(bulkhead_bin())
-        .args(["pki", "init"])
-        .arg(dir)
-        .args([
-            "--hostname",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-            "--client-cn",
-            "client.test",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "bulkhead pki init");
-    if with_other {
-        let tmpl = dir.join("other.tmpl");
-        std::fs::write(
-            &tmpl,
-            "organization = \"Bulkhead\"\ncn = \"other.test\"\ntls_www_client\nsigning_key\nexpiration_days = 2\n",
-        )
-        .unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("certtool")
-                .current_dir(dir)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "certtool {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&["--generate-privkey", "--outfile", "other-key.pem"]);
-        run(&[
-            "--generate-certificate",
-            "--load-privkey",
-            "other-key.pem",
-            "--load-ca-certificate",
-            "ca-cert.pem",
-            "--load-ca-privkey",
-            "ca-key.pem",
-            "--template",
-            "other.tmpl",
-            "--outfile",
-            "other-cert.pem",
-        ]);
-    }
-}
-
-/// The subject DN of `cert` as tls-authz sees it.
-fn client_dn(cert: &Path) -> String {
-    let pem = std::fs::read(cert).unwrap();
-    let blocks = creds::pem::parse(&pem).unwrap();
-    creds::dn::subject_dn(&blocks[0].der).unwrap()
 }
 
 struct Vm {

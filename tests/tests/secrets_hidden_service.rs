@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_tests::pki::{self, certtool, free_port};
 use bulkhead_tests::{bulkhead_bin, have_kvm, have_program, require_peer, Captured, QmpClient};
 use serde_json::json;
 
@@ -20,11 +21,6 @@ const T: Duration = Duration::from_secs(30);
 
 /// The key's password: distinctive, so any occurrence is a leak.
 const PASSWORD: &str = "kEy-Pa55word-Qv7Zt3";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -44,40 +40,12 @@ fn b64(data: &[u8]) -> String {
     out
 }
 
-fn certtool(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("certtool")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "certtool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// A PKI from `bulkhead pki init` whose `server-key.pem` is then replaced
 /// by certtool's password-protected PKCS#8 form of the same key. Returns the
 /// decrypted key as certtool prints it back (`certtool -k --password`) and
 /// the unencrypted PKCS#8 PEM it was made from.
 fn make_pki(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let st = Command::new(bulkhead_bin())
-        .args(["pki", "init"])
-        .arg(dir)
-        .args([
-            "--hostname",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-            "--client-cn",
-            "client.test",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "bulkhead pki init");
+    pki::pki_init(dir);
     let pkcs8 = std::fs::read(dir.join("server-key.pem")).unwrap();
     certtool(
         dir,
