@@ -96,6 +96,35 @@ fn sources_newer_than(bin: &Path) -> bool {
     newest > built
 }
 
+/// Live (not zombie) child processes of `parent`, with their argv[0]: how
+/// the tests find the `svc-*` processes a supervisor spawned.
+pub fn live_children(parent: i32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may contain spaces and parentheses.
+        let Some(after) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+            continue;
+        };
+        let ppid = after.split(' ').nth(1).and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(parent) || after.starts_with('Z') {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmd.split(|&b| b == 0).next().unwrap_or_default();
+        out.push((pid, String::from_utf8_lossy(argv0).into_owned()));
+    }
+    out
+}
+
 /// Whether the named program is on PATH.
 pub fn have_program(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bulkhead_tests::pki::{self, client_dn, free_port};
-use bulkhead_tests::{have_kvm, have_program, require_peer, BulkheadProcess, Captured, QmpClient};
+use bulkhead_tests::{
+    have_kvm, have_program, live_children, require_peer, BulkheadProcess, Captured, QmpClient,
+};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
@@ -40,27 +42,11 @@ fn write_acl(path: &Path, allow_dn: Option<&str>) {
 
 /// The svc-chardev processes that are live children of `parent`.
 fn service_pids(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if !cmd.starts_with(b"svc-chardev\0") {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid == parent && !after.starts_with('Z') {
-            out.push(pid);
-        }
-    }
-    out
+    live_children(parent)
+        .into_iter()
+        .filter(|(_, argv0)| argv0 == "svc-chardev")
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 fn wait_service(parent: i32, not: i32) -> i32 {

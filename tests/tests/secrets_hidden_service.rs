@@ -182,27 +182,10 @@ impl Drop for Supervisor {
 
 /// Live children of `parent`, with their argv0.
 fn children(parent: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let after = &stat[close + 2..];
-        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid != parent || after.starts_with('Z') {
-            continue;
-        }
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmd.split(|&b| b == 0).next().unwrap_or_default();
-        out.push((pid, String::from_utf8_lossy(argv0).into_owned()));
-    }
-    out
+    bulkhead_tests::live_children(parent as i32)
+        .into_iter()
+        .map(|(pid, argv0)| (pid as u32, argv0))
+        .collect()
 }
 
 /// The readable memory of `pid` (regions the kernel refuses to read, such
