@@ -12,6 +12,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("bulkhead-guest.elf");
     println!("cargo:rerun-if-changed={}", guest.join("src").display());
     println!("cargo:rerun-if-changed={}", guest.join("link.ld").display());
+    println!("cargo:rerun-if-changed={}", guest.join("abi").display());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
         .current_dir(&guest)

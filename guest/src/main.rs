@@ -41,7 +41,7 @@ extern "C" fn guest_main(bi: *const BootInfo) -> ! {
     let bi = unsafe { core::ptr::read_volatile(bi) };
     serial::init();
     power::init();
-    if bi.magic != bootinfo::MAGIC {
+    if bi.magic != bootinfo::BOOT_INFO_MAGIC {
         serial::puts("bad boot info\r\n");
         arch::debug_exit(0xdead_0100);
     }
