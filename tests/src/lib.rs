@@ -125,6 +125,40 @@ pub fn live_children(parent: i32) -> Vec<(i32, String)> {
     out
 }
 
+/// A real `qemu-system-x86_64 -S -display none -machine none -nodefaults`
+/// with QMP on the unix socket `qmp`: the reference the side-by-side tests
+/// compare our replies with. Killed and reaped on drop.
+pub struct ReferenceQemu(Child);
+
+impl ReferenceQemu {
+    /// Starts it (the socket appears shortly after; connect with retries).
+    pub fn start(qmp: &Path) -> std::io::Result<Self> {
+        Command::new("qemu-system-x86_64")
+            .args([
+                "-S",
+                "-display",
+                "none",
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-qmp",
+            ])
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(ReferenceQemu)
+    }
+}
+
+impl Drop for ReferenceQemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether the named program is on PATH.
 pub fn have_program(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| {

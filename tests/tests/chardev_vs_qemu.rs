@@ -2,27 +2,15 @@
 //! same commands go to `qemu-system-x86_64 -machine none` and to a
 //! bulkhead VM; error classes and descriptions must be identical.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bulkhead_tests::{have_kvm, have_program, require_peer, BulkheadProcess, QmpClient};
+use bulkhead_tests::pki::free_port;
+use bulkhead_tests::{
+    have_kvm, have_program, require_peer, BulkheadProcess, QmpClient, ReferenceQemu,
+};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn error_of(r: &Value) -> Option<(String, String)> {
     let e = r.get("error")?;
@@ -39,23 +27,7 @@ fn chardev_errors_match_real_qemu() {
     }
     let dir = tempfile::tempdir().unwrap();
     let qemu_sock = dir.path().join("qemu.qmp");
-    let _qemu = Qemu(
-        Command::new("qemu-system-x86_64")
-            .args([
-                "-S",
-                "-display",
-                "none",
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-qmp",
-            ])
-            .arg(format!("unix:{},server=on,wait=off", qemu_sock.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _qemu = ReferenceQemu::start(&qemu_sock).unwrap();
     let mut qemu = QmpClient::connect(&qemu_sock, T).unwrap();
     let ours_sock = dir.path().join("ours.qmp");
     let _ours = BulkheadProcess::start(&[

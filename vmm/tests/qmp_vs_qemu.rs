@@ -7,22 +7,13 @@
 mod qmp_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vmm::qmp::{EventBus, Listener, Registry, RunState, Server};
 
 use qmp_support::{sock_path, Client};
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn have_qemu() -> bool {
     Command::new("qemu-system-x86_64")
@@ -65,23 +56,7 @@ fn qmp_replies_match_real_qemu() {
         return;
     }
     let qpath = sock_path("realqemu");
-    let _qemu = Qemu(
-        Command::new("qemu-system-x86_64")
-            .args([
-                "-S",
-                "-display",
-                "none",
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-qmp",
-            ])
-            .arg(format!("unix:{},server=on,wait=off", qpath.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _qemu = bulkhead_tests::ReferenceQemu::start(&qpath).unwrap();
     let ours = sock_path("ours");
     let bus = EventBus::new();
     let vm = qmp_support::FakeVm::new(bus.clone(), RunState::Prelaunch);
